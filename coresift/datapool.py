@@ -1,0 +1,326 @@
+"""The datapool: what every run processed and selected, as Delta Lake tables.
+
+Tables `objects`, `samples`, `tags` and `runs` live under one URL. Delta commits are atomic per
+table, not across tables, so `runs` is the commit log: a row of any other table counts only
+once its run_id is in `runs`, and the runs row is written last. A run that dies before that
+write leaves rows nobody reads, so the datapool is exactly as it was. Writers take a lock file
+and check that nobody committed since they planned, so a concurrent run fails clearly instead
+of interleaving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from coresift import schema
+from coresift.errors import DatapoolBusyError, DatapoolError
+from coresift.listing import ObjectRef
+from coresift.storage import is_local, open_url
+
+LOCK_NAME = "_coresift.lock"
+TABLES = ("objects", "samples", "tags", "runs")
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """The committed state of one object: its version, status and the run that wrote it."""
+
+    version: str
+    status: str
+    run_id: str
+
+
+def delta_storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Delta Lake (object_store) options for a URL, derived from the fsspec-style ones.
+
+    delta-rs reads the standard AWS variables itself; what it lacks is permission to talk
+    plain HTTP to a local endpoint and the conditional-put mode that makes commits safe.
+    """
+    if not url.startswith(("s3://", "s3a://")):
+        return {str(k): str(v) for k, v in (options or {}).items()}
+    options = options or {}
+    endpoint = str(
+        options.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or ""
+    )
+    result = {"AWS_CONDITIONAL_PUT": "etag"}
+    if endpoint:
+        result["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            result["AWS_ALLOW_HTTP"] = "true"
+    for ours, theirs in (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY")):
+        if ours in options:
+            result[theirs] = str(options[ours])
+    return result
+
+
+class Datapool:
+    """Reads and commits the datapool tables at a URL (local folder by default)."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None):
+        self.fs, self.root = open_url(url, options)
+        self.url = self.root if is_local(url) else url.rstrip("/")
+        self._delta_options = delta_storage_options(url, options)
+
+    def _table_uri(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def _read(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        try:
+            table = DeltaTable(self._table_uri(name), storage_options=self._delta_options)
+        except TableNotFoundError:
+            return None
+        except OSError as error:
+            raise DatapoolError(
+                f"cannot read datapool table {self._table_uri(name)}: {error}"
+            ) from None
+        return table.to_pyarrow_table(columns=columns)
+
+    def version(self) -> int:
+        """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
+        try:
+            return int(
+                DeltaTable(self._table_uri("runs"), storage_options=self._delta_options).version()
+            )
+        except TableNotFoundError:
+            return -1
+
+    def runs(self) -> pa.Table:
+        runs = self._read("runs")
+        return runs if runs is not None else schema.RUNS.empty_table()
+
+    def _committed(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        """Rows of a table whose run committed, ordered by commit sequence."""
+        table = self._read(name, columns)
+        if table is None:
+            return None
+        runs = self.runs().select(["run_id", "sequence"])
+        return table.join(runs, "run_id", join_type="inner").sort_by("sequence")
+
+    def objects(self) -> dict[str, ObjectState]:
+        """The latest committed state of every object ever recorded (gone ones included)."""
+        table = self._committed("objects", ["uri", "version", "status", "run_id"])
+        if table is None:
+            return {}
+        states: dict[str, ObjectState] = {}
+        for uri, version, status, run_id in zip(
+            *(table.column(c).to_pylist() for c in ("uri", "version", "status", "run_id")),
+            strict=True,
+        ):
+            states[uri] = ObjectState(version, status, run_id)  # later commits overwrite
+        return states
+
+    def samples(self, columns: list[str] | None = None) -> pa.Table:
+        """Samples of the current version of every object that is not gone."""
+        current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
+        names = columns or schema.SAMPLES.names
+        table = self._read("samples", sorted({*names, "uri", "run_id"}))
+        if table is None or not current:
+            return schema.SAMPLES.empty_table().select(names)
+        row_keys = pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")
+        kept = table.filter(pc.is_in(row_keys, value_set=pa.array(current, pa.string())))
+        return kept.sort_by("sample_id").select(names)
+
+    def tags(self) -> pa.Table:
+        """Committed tag rows: tag, run_id, sample_id, rank, distance."""
+        table = self._committed("tags")
+        if table is None:
+            return schema.with_run_id(schema.TAGS.empty_table(), "")
+        return table.select([*schema.TAGS.names, "run_id"])
+
+    def selected_sample_ids(self) -> set[str]:
+        """Every sample id that any committed tag picked."""
+        return set(self.tags().column("sample_id").to_pylist())
+
+    def tag_summary(self) -> list[dict[str, Any]]:
+        """One entry per tag: name, run id, number of samples."""
+        tags = self.tags()
+        if len(tags) == 0:
+            return []
+        grouped = tags.group_by(["tag", "run_id"]).aggregate([("sample_id", "count")])
+        return [
+            {"tag": t, "run_id": r, "samples": int(n)}
+            for t, r, n in zip(
+                *(grouped.column(c).to_pylist() for c in ("tag", "run_id", "sample_id_count")),
+                strict=True,
+            )
+        ]
+
+    def tag_samples(self, tag: str) -> pa.Table:
+        """The samples a tag picked, in pick order, with rank, distance and metadata."""
+        tags = self.tags().filter(pc.field("tag") == tag).sort_by("rank")
+        if len(tags) == 0:
+            raise DatapoolError(f"tag {tag!r} does not exist in datapool {self.url}")
+        columns = [n for n in schema.SAMPLES.names if n != "embedding"]
+        samples = self._read("samples", columns)
+        assert samples is not None, "a committed tag implies a samples table"
+        picked = tags.column("sample_id")
+        samples = samples.filter(pc.is_in(samples.column("sample_id"), value_set=picked))
+        # A sample id names one object version; process_all can record it more than once.
+        row_of = {sid: i for i, sid in enumerate(samples.column("sample_id").to_pylist())}
+        ordered = samples.take([row_of[sid] for sid in picked.to_pylist()])
+        return ordered.append_column("rank", tags.column("rank")).append_column(
+            "distance", tags.column("distance")
+        )
+
+    def write_work(self, name: str, table: pa.Table) -> None:
+        """Write a Parquet artifact into the datapool's scratch area `_work/` (not a table)."""
+        path = f"{self.root}/_work/{name}.parquet"
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with self.fs.open(path, "wb") as handle:
+            pq.write_table(table, handle)
+
+    def read_work(self, name: str) -> pa.Table:
+        path = f"{self.root}/_work/{name}.parquet"
+        try:
+            with self.fs.open(path, "rb") as handle:
+                return pq.read_table(handle)
+        except FileNotFoundError:
+            raise DatapoolError(f"processing artifact {path} is missing; run again") from None
+
+    def remove_work(self, names: list[str]) -> None:
+        for name in names:
+            path = f"{self.root}/_work/{name}.parquet"
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
+
+    def is_locked_by_other(self) -> str | None:
+        """The busy message if a live run holds the lock, else None (a cheap pre-flight check)."""
+        path = f"{self.root}/{LOCK_NAME}"
+        if not self.fs.exists(path):
+            return None
+        self._break_if_stale(path)
+        return self._busy_message(path) if self.fs.exists(path) else None
+
+    @contextmanager
+    def lock(self, run_id: str) -> Iterator[None]:
+        """Hold the datapool's lock file; a live holder elsewhere makes this fail clearly."""
+        path = f"{self.root}/{LOCK_NAME}"
+        holder = {
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": time.time(),
+        }
+        self.fs.makedirs(self.root, exist_ok=True)
+        if not self._create_exclusive(path, json.dumps(holder).encode()):
+            self._break_if_stale(path)
+            if not self._create_exclusive(path, json.dumps(holder).encode()):
+                raise DatapoolBusyError(self._busy_message(path))
+        try:
+            yield
+        finally:
+            self.fs.rm_file(path)
+
+    def _create_exclusive(self, path: str, data: bytes) -> bool:
+        try:
+            if is_local(self.url):
+                with open(path, "xb") as handle:
+                    handle.write(data)
+            else:
+                self.fs.pipe_file(path, data, mode="create")
+        except FileExistsError:
+            return False
+        return True
+
+    def _break_if_stale(self, path: str) -> None:
+        """Remove a lock left by a dead process on this host (a crash during commit)."""
+        try:
+            holder = json.loads(self.fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
+            return
+        if holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", 0))):
+            self.fs.rm_file(path)
+
+    def _busy_message(self, path: str) -> str:
+        try:
+            holder = json.loads(self.fs.cat_file(path))
+        except (FileNotFoundError, ValueError):
+            holder = {}
+        return (
+            f"datapool {self.url} is locked by run {holder.get('run_id', '?')} "
+            f"(host {holder.get('host', '?')}, pid {holder.get('pid', '?')}); one run at a time "
+            f"per datapool. If no run is active, delete {path}."
+        )
+
+    def commit(
+        self,
+        *,
+        run_id: str,
+        expected_version: int,
+        objects: pa.Table,
+        samples: pa.Table,
+        tags: pa.Table,
+        run_row: dict[str, Any],
+    ) -> int:
+        """Append one run's rows, runs row last, and return the new datapool version.
+
+        Call it while holding `lock(run_id)`.
+
+        Raises:
+            DatapoolBusyError: another run committed since this one planned.
+        """
+        current = self.version()
+        if current != expected_version:
+            raise DatapoolBusyError(
+                f"datapool {self.url} changed while this run was processing (version "
+                f"{expected_version} -> {current}): another run committed. Nothing was "
+                "written; run again to process what is still new."
+            )
+        for name, table in (("samples", samples), ("objects", objects), ("tags", tags)):
+            if len(table):
+                self._append(name, schema.with_run_id(table, run_id))
+        run = {**run_row, "run_id": run_id, "sequence": len(self.runs())}
+        self._append("runs", pa.Table.from_pylist([run], schema=schema.RUNS))
+        return self.version()
+
+    def _append(self, name: str, table: pa.Table) -> None:
+        write_deltalake(
+            self._table_uri(name), table, mode="append", storage_options=self._delta_options
+        )
+
+
+def object_rows(processed: list[ObjectRef], samples: pa.Table, gone: list[str]) -> pa.Table:
+    """Rows for the objects table: processed objects as ok or corrupt, vanished ones as gone.
+
+    An object is corrupt when none of its samples decoded.
+    """
+    good = set(samples.filter(pc.field("corrupt_reason").is_null()).column("uri").to_pylist())
+    rows = [
+        {
+            "uri": r.uri,
+            "version": r.version,
+            "size": r.size,
+            "status": "ok" if r.uri in good else "corrupt",
+        }
+        for r in processed
+    ]
+    rows += [{"uri": uri, "version": "", "size": 0, "status": "gone"} for uri in gone]
+    return pa.Table.from_pylist(rows, schema=schema.OBJECTS)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

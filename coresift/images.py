@@ -1,0 +1,77 @@
+"""Decoding image bytes, which is also the corruptness check.
+
+A full decode is the only reliable test that an image is whole (a truncated JPEG still has a
+valid header), so the bytes read once per run are decoded once, here, and the decoded picture
+feeds both the metadata and the embedding.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from coresift.errors import MediaError
+
+# Pillow's format names for each extension; a mismatch is recorded as corrupt.
+_FORMATS_BY_EXTENSION = {
+    ".jpg": {"JPEG", "MPO"},
+    ".jpeg": {"JPEG", "MPO"},
+    ".png": {"PNG"},
+    ".bmp": {"BMP", "DIB"},
+    ".gif": {"GIF"},
+    ".tif": {"TIFF"},
+    ".tiff": {"TIFF"},
+    ".webp": {"WEBP"},
+    ".ppm": {"PPM"},
+    ".pgm": {"PPM"},
+}
+
+
+def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Fully decode image bytes into an RGB or L picture with EXIF orientation applied.
+
+    Args:
+        data: the object's bytes.
+        name: the object's name; its extension must match the content's format.
+        max_pixels: larger images are refused before their pixels are decoded.
+
+    Raises:
+        MediaError: with the reason to record (empty, not an image, truncated, ...).
+    """
+    if not data:
+        raise MediaError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image: Image.Image = Image.open(io.BytesIO(data))
+            _check_format(image.format, name)
+            if image.width * image.height > max_pixels:
+                raise MediaError(
+                    f"image of {image.width}x{image.height} exceeds max_image_pixels={max_pixels}"
+                )
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except MediaError:
+        raise
+    except UnidentifiedImageError:
+        raise MediaError("not an image (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise MediaError(f"decompression bomb: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise MediaError(f"decode failed: {error}") from None
+    return image
+
+
+def _check_format(image_format: str | None, name: str) -> None:
+    extension = os.path.splitext(name)[1].lower()
+    expected = _FORMATS_BY_EXTENSION.get(extension)
+    if expected is not None and image_format not in expected:
+        raise MediaError(f"content is {image_format} but the extension is {extension}")
+
+
+def channels_of(image: Image.Image) -> int:
+    """The number of bands the picture was stored with (1 grey, 3 RGB, 4 RGBA, ...)."""
+    return len(image.getbands())

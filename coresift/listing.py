@@ -1,0 +1,161 @@
+"""Listing a source: which objects exist, with an identity that changes when their bytes do.
+
+Nothing here reads object bodies. fsspec backends paginate (`find` walks every page of an S3
+listing), so buckets with more than 1000 keys list completely.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from fsspec import AbstractFileSystem
+from pydantic import BaseModel, ConfigDict
+
+from coresift.errors import SourceError
+from coresift.storage import full_url, open_url
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+
+
+class ObjectRef(BaseModel):
+    """One object's identity: its URI, a version that changes with its content, and its size."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uri: str
+    version: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RelevantFilenames:
+    """The relevant-filenames file: exact paths, 'prefix*' includes, '!' excludes."""
+
+    exact: frozenset[str] = frozenset()
+    prefixes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> RelevantFilenames:
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        excludes: list[str] = []
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("!"):
+                excludes.append(line[1:].strip().lstrip("/"))
+            elif line.endswith("*"):
+                prefixes.append(line[:-1].lstrip("/"))
+            else:
+                exact.add(line.lstrip("/"))
+        return cls(frozenset(exact), tuple(prefixes), tuple(excludes))
+
+    def admits(self, relative: str) -> bool:
+        for pattern in self.excludes:
+            if relative == pattern or (pattern.endswith("*") and relative.startswith(pattern[:-1])):
+                return False
+        return relative in self.exact or relative.startswith(self.prefixes)
+
+
+@dataclass(frozen=True)
+class ObjectFilter:
+    """Which listed paths are candidates: image types, globs, and relevant filenames."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    relevant: RelevantFilenames | None = None
+    extensions: frozenset[str] = field(default=IMAGE_EXTENSIONS)
+
+    def admits(self, relative: str, info: dict[str, Any]) -> bool:
+        if not self._is_media(relative, info):
+            return False
+        if self.include and not any(fnmatch.fnmatchcase(relative, p) for p in self.include):
+            return False
+        if any(fnmatch.fnmatchcase(relative, p) for p in self.exclude):
+            return False
+        return self.relevant is None or self.relevant.admits(relative)
+
+    def _is_media(self, relative: str, info: dict[str, Any]) -> bool:
+        if os.path.splitext(relative)[1].lower() in self.extensions:
+            return True
+        content_type = str(info.get("ContentType") or info.get("contentType") or "")
+        return content_type.startswith("image/")
+
+
+def read_relevant_filenames(url: str, options: dict[str, Any] | None = None) -> RelevantFilenames:
+    """Load a relevant-filenames file from any URL."""
+    fs, path = open_url(url, options)
+    try:
+        text = fs.cat_file(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"cannot read relevant-filenames file {url}: {error}") from None
+    return RelevantFilenames.parse(text)
+
+
+def version_of(info: dict[str, Any], local_path: str | None) -> str:
+    """A version string that changes whenever the object's bytes change.
+
+    S3: the version id where versioning is on, else the ETag; GCS: the generation; Azure: the
+    ETag; local files: mtime in nanoseconds plus size.
+    """
+    if local_path is not None:
+        stat = os.stat(local_path)
+        return f"{stat.st_mtime_ns}-{stat.st_size}"
+    for key in ("VersionId", "generation", "etag", "ETag"):
+        value = info.get(key)
+        if value not in (None, "", "null"):
+            return str(value).strip('"')
+    mtime = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
+    if mtime is None:
+        raise SourceError(f"the store gives no version for {info.get('name')}")
+    return f"{mtime}-{info.get('size')}"
+
+
+def iter_objects(
+    fs: AbstractFileSystem, root: str, object_filter: ObjectFilter
+) -> Iterator[ObjectRef]:
+    """Every admitted object under root, in a stable (sorted) order."""
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    root = root.rstrip("/")
+    try:
+        listing: dict[str, dict[str, Any]] = fs.find(root, detail=True)
+    except FileNotFoundError:
+        raise SourceError(f"source {full_url(fs, root)} does not exist") from None
+    except PermissionError:
+        raise SourceError(f"access denied listing {full_url(fs, root)}") from None
+    for path in sorted(listing):
+        info = listing[path]
+        if info.get("type") == "directory":
+            continue
+        relative = path[len(root) + 1 :] if path.startswith(root + "/") else os.path.basename(path)
+        if not object_filter.admits(relative, info):
+            continue
+        yield ObjectRef(
+            uri=full_url(fs, path),
+            version=version_of(info, path if local else None),
+            size=int(info.get("size") or 0),
+        )
+
+
+def list_source(
+    url: str,
+    options: dict[str, Any] | None = None,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    relevant_filenames: str | None = None,
+) -> list[ObjectRef]:
+    """List the admitted objects of a source URL (recursively, all pages)."""
+    fs, root = open_url(url, options)
+    relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
+    object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
+    if not fs.exists(root):
+        raise SourceError(f"source {url} does not exist or cannot be reached")
+    return list(iter_objects(fs, root, object_filter))

@@ -1,0 +1,67 @@
+"""Planning a run: which listed objects are new, changed, unchanged or gone.
+
+An anti-join of the listing with the datapool's committed objects; nothing reads object bodies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from coresift.datapool import ObjectState
+from coresift.listing import ObjectRef
+
+
+class Plan(BaseModel):
+    """The objects to process in a run, and what the rest of the listing is."""
+
+    model_config = ConfigDict(frozen=True)
+
+    datapool_version: int
+    new: list[ObjectRef]
+    changed: list[ObjectRef]
+    skipped: int
+    gone: list[str]
+
+    @property
+    def to_process(self) -> list[ObjectRef]:
+        return [*self.new, *self.changed]
+
+    @property
+    def bytes_new(self) -> int:
+        return sum(ref.size for ref in self.to_process)
+
+
+def plan_run(
+    listing: Sequence[ObjectRef],
+    known: Mapping[str, ObjectState],
+    datapool_version: int,
+    process_all: bool = False,
+) -> Plan:
+    """Split a listing against the datapool's known objects.
+
+    With process_all every listed object is planned again: never-seen ones as new, the others
+    as changed (their samples are recomputed and replace the old ones).
+    """
+    new: list[ObjectRef] = []
+    changed: list[ObjectRef] = []
+    skipped = 0
+    for ref in listing:
+        state = known.get(ref.uri)
+        if state is None or state.status == "gone":
+            new.append(ref)
+        elif process_all or state.version != ref.version:
+            changed.append(ref)
+        else:
+            skipped += 1
+    listed = {ref.uri for ref in listing}
+    gone = sorted(uri for uri, s in known.items() if s.status != "gone" and uri not in listed)
+    return Plan(
+        datapool_version=datapool_version, new=new, changed=changed, skipped=skipped, gone=gone
+    )
+
+
+def shards(refs: Sequence[ObjectRef], size: int) -> list[list[ObjectRef]]:
+    """Consecutive groups of at most size objects (a stable listing gives stable shards)."""
+    return [list(refs[i : i + size]) for i in range(0, len(refs), size)]

@@ -1,0 +1,26 @@
+"""The run summary: printed by `coresift run --json`, stored in the datapool's runs table."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class RunSummary(BaseModel):
+    """What one run listed, read, processed, selected and committed."""
+
+    run_id: str
+    tag: str
+    objects_listed: int
+    objects_new: int
+    objects_changed: int
+    objects_skipped: int
+    objects_gone: int
+    samples_processed: int
+    samples_corrupt: int
+    samples_selected: int
+    samples_preselected: int
+    bytes_read: int = Field(description="Object bytes fetched from the source in this run.")
+    bytes_new: int = Field(description="Listed size of the new and changed objects.")
+    datapool_version: int
+    duration_s: float
+    stage_seconds: dict[str, float]

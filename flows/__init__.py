@@ -1,0 +1,1 @@
+"""Prefect flows that chain coresift's tasks, and the `coresift` command line."""

@@ -1,0 +1,124 @@
+"""The `coresift` command: run the curate flow, list tags, export a tag's picks.
+
+User errors (bad config, unreachable source, busy datapool) print one line and exit 2;
+they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from coresift.config import DEFAULT_DATAPOOL, build_config, load_config_file
+from coresift.errors import CoresiftError
+
+DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
+
+
+def _quiet_prefect_defaults() -> None:
+    """Offline-friendly Prefect settings unless the user chose otherwise."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _run_values(args: argparse.Namespace) -> dict[str, Any]:
+    values = load_config_file(args.config) if args.config else {}
+    overrides = {
+        "source": args.source,
+        "datapool": args.datapool,
+        "n_samples": args.n_samples,
+        "min_distance": args.min_distance,
+        "tag": args.tag,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.process_all:
+        values["process_all"] = True
+    if "source" not in values:
+        from coresift.samples import write_sample_folder
+
+        values["source"] = str(write_sample_folder(DEFAULT_SAMPLES_FOLDER).resolve())
+        print(
+            f"no --source given: using the bundled sample photos in {values['source']}",
+            file=sys.stderr,
+        )
+    return values
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = build_config(_run_values(args))
+    _quiet_prefect_defaults()
+    from coresift.preflight import check_run
+    from flows.curate import curate
+    from tasks.credentials import source_options
+
+    check_run(config, source_options(config))
+    summary = curate(config)
+    if args.json:
+        print(summary.model_dump_json())
+    else:
+        for key, value in summary.model_dump().items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def _tags(args: argparse.Namespace) -> int:
+    from coresift.datapool import Datapool
+
+    for entry in Datapool(args.datapool).tag_summary():
+        print(f"{entry['tag']}\t{entry['samples']}\t{entry['run_id']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from coresift.datapool import Datapool
+    from coresift.export import export_tag
+
+    text = export_tag(Datapool(args.datapool), args.tag, args.format, args.output)
+    if text is not None:
+        sys.stdout.write(text)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="coresift", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="process what is new in a source and select samples")
+    run.add_argument("--source", help="folder or URL (default: bundled sample photos)")
+    run.add_argument("--datapool", help=f"datapool folder or URL (default {DEFAULT_DATAPOOL})")
+    run.add_argument("--n-samples", type=int, help="how many new samples to select")
+    run.add_argument("--min-distance", type=float, help="stop below this embedding distance")
+    run.add_argument("--process-all", action="store_true", help="reprocess and reselect all")
+    run.add_argument("--tag", help="name of this run's selection (default: the run id)")
+    run.add_argument("--config", type=Path, help="YAML or JSON file with any config fields")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    run.set_defaults(handler=_run)
+
+    tags = commands.add_parser("tags", help="list the datapool's tags")
+    tags.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    tags.set_defaults(handler=_tags)
+
+    export = commands.add_parser("export", help="print or write a tag's selected samples")
+    export.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    export.add_argument("--tag", required=True)
+    export.add_argument("--format", choices=("txt", "parquet"), default="txt")
+    export.add_argument("--output", help="file or URL to write (required for parquet)")
+    export.set_defaults(handler=_export)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except CoresiftError as error:
+        print(f"coresift: error: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Flow `curate`: list -> plan -> process shards -> select -> commit."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from coresift.config import CurateConfig
+from coresift.datapool import Datapool
+from coresift.plan import shards
+from coresift.summary import RunSummary
+from tasks.curate import (
+    commit_run,
+    list_objects,
+    new_run_id,
+    plan_objects,
+    process_shard,
+    resolve_model,
+    select_samples,
+)
+from tasks.progress import wait_with_progress
+
+
+@contextmanager
+def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - start
+
+
+# One shard at a time: a shard already keeps every core busy (decode threads + inference).
+@flow(name="curate", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def curate(config: CurateConfig) -> RunSummary:
+    """Process what is new in the source and select the most diverse new samples."""
+    run_id = new_run_id()
+    tag = config.tag or run_id
+    started_at = datetime.now(UTC).isoformat()
+    seconds: dict[str, float] = {}
+    with Datapool(config.datapool, config.datapool_storage_options).lock(run_id):
+        with _stage(seconds, "list"):
+            listing = list_objects(config)
+        with _stage(seconds, "plan"):
+            plan = plan_objects(config, listing)
+        with _stage(seconds, "process"):
+            groups = shards(plan.to_process, config.shard_size)
+            model = resolve_model(config)
+            futures = process_shard.map(
+                groups, unmapped(model), unmapped(plan.datapool_version), unmapped(config)
+            )
+            outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
+        with _stage(seconds, "select"):
+            picks = select_samples(config, run_id, tag, model, [o for o, _ in outputs])
+        return commit_run(
+            config, run_id, tag, plan, len(listing), outputs, picks, started_at, seconds
+        )

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over `coresift` that add caching, retries, logs and artifacts."""

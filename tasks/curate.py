@@ -1,0 +1,233 @@
+"""The tasks of a curation run: list, plan, process shards, select, commit.
+
+Tasks pass references (identities, keys, config values) to each other; bulky data lives in
+Parquet artifacts under the datapool's `_work/` area and in the datapool tables.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from coresift import schema
+from coresift.config import CurateConfig
+from coresift.datapool import Datapool, object_rows
+from coresift.embedding import load_embedder, model_identity
+from coresift.listing import ObjectRef, list_source
+from coresift.picks import choose
+from coresift.plan import Plan, plan_run
+from coresift.preflight import check_run
+from coresift.process import process_objects, shard_key
+from coresift.summary import RunSummary
+from tasks.credentials import source_options
+
+IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
+
+
+class ShardOutput(BaseModel):
+    """What a processed shard left in the datapool's work area."""
+
+    key: str
+    objects: int
+    samples: int
+    corrupt: int
+    bytes_read: int
+
+
+class PicksOutput(BaseModel):
+    """Where a run's picks are, and how many earlier picks shaped them."""
+
+    key: str
+    selected: int
+    preselected: int
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random hex."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _datapool(config: CurateConfig) -> Datapool:
+    return Datapool(config.datapool, config.datapool_storage_options)
+
+
+@task(**IO_RETRIES)
+def list_objects(config: CurateConfig) -> list[ObjectRef]:
+    """List the source's admitted objects (no object bodies are read)."""
+    options = source_options(config)
+    check_run(config, options, lock_held=True)
+    listing = list_source(
+        config.source, options, config.include, config.exclude, config.relevant_filenames
+    )
+    get_run_logger().info("listed %d objects under %s", len(listing), config.source)
+    return listing
+
+
+@task
+def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
+    """Split the listing into new, changed, skipped and gone against the datapool."""
+    datapool = _datapool(config)
+    plan = plan_run(listing, datapool.objects(), datapool.version(), config.process_all)
+    get_run_logger().info(
+        "plan: %d new, %d changed, %d unchanged, %d gone",
+        len(plan.new),
+        len(plan.changed),
+        plan.skipped,
+        len(plan.gone),
+    )
+    return plan
+
+
+@task
+def resolve_model(config: CurateConfig) -> str:
+    """The model's identity (name plus weights hash), without loading it."""
+    return model_identity(config.model)
+
+
+def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    config: CurateConfig = parameters["config"]
+    key = shard_key(
+        parameters["refs"],
+        parameters["model_identity"],
+        config.processing_settings(),
+        parameters["datapool_version"],
+    )
+    return f"coresift-shard-{key}"
+
+
+@task(cache_key_fn=_shard_cache_key, persist_result=True, **IO_RETRIES)
+def process_shard(
+    refs: list[ObjectRef], model_identity: str, datapool_version: int, config: CurateConfig
+) -> ShardOutput:
+    """Read each object once: check, measure and embed it; write the shard's samples."""
+    embedder = load_embedder(config.model, config.runtime, config.threads)
+    result = process_objects(
+        refs,
+        embedder,
+        options=source_options(config),
+        max_pixels=config.max_image_pixels,
+        workers=config.decode_workers,
+        batch_size=config.batch_size,
+    )
+    key = shard_key(refs, model_identity, config.processing_settings(), datapool_version)
+    _datapool(config).write_work(f"shards/{key}", result.samples)
+    logger = get_run_logger()
+    for uri, reason in zip(
+        result.samples.column("uri").to_pylist(),
+        result.samples.column("corrupt_reason").to_pylist(),
+        strict=True,
+    ):
+        if reason:
+            logger.warning("corrupt: %s: %s", uri, reason)
+    return ShardOutput(
+        key=key,
+        objects=len(refs),
+        samples=len(result.samples),
+        corrupt=len(result.corrupt),
+        bytes_read=result.bytes_read,
+    )
+
+
+def _run_samples(datapool: Datapool, shards: list[ShardOutput]) -> pa.Table:
+    tables = [datapool.read_work(f"shards/{s.key}") for s in shards]
+    return pa.concat_tables(tables) if tables else schema.SAMPLES.empty_table()
+
+
+@task
+def select_samples(
+    config: CurateConfig, run_id: str, tag: str, model_identity: str, shards: list[ShardOutput]
+) -> PicksOutput:
+    """Pick this run's samples by greedy k-center around the still-current earlier picks."""
+    datapool = _datapool(config)
+    samples = _run_samples(datapool, shards)
+    earlier = schema.SAMPLES.empty_table()
+    if not config.process_all:
+        current = datapool.samples()
+        picked = pa.array(sorted(datapool.selected_sample_ids()), pa.string())
+        earlier = current.filter(pc.is_in(current.column("sample_id"), value_set=picked))
+    picks = choose(
+        samples,
+        earlier,
+        model=model_identity,
+        n_samples=config.n_samples,
+        min_distance=config.min_distance,
+        seed=config.seed,
+        tag=tag,
+    )
+    datapool.write_work(f"runs/{run_id}/picks", picks.tags)
+    get_run_logger().info(
+        "selected %d of %d new samples around %d earlier picks",
+        len(picks.tags),
+        len(samples),
+        picks.preselected,
+    )
+    return PicksOutput(
+        key=f"runs/{run_id}/picks", selected=len(picks.tags), preselected=picks.preselected
+    )
+
+
+@task(**IO_RETRIES)
+def commit_run(
+    config: CurateConfig,
+    run_id: str,
+    tag: str,
+    plan: Plan,
+    listed: int,
+    shards: list[tuple[ShardOutput, bool]],
+    picks: PicksOutput,
+    started_at: str,
+    stage_seconds: dict[str, float],
+) -> RunSummary:
+    """Append the run to the datapool in one commit, then publish its summary."""
+    datapool = _datapool(config)
+    outputs = [output for output, _ in shards]
+    samples = _run_samples(datapool, outputs)
+    summary = RunSummary(
+        run_id=run_id,
+        tag=tag,
+        objects_listed=listed,
+        objects_new=len(plan.new),
+        objects_changed=len(plan.changed),
+        objects_skipped=plan.skipped,
+        objects_gone=len(plan.gone),
+        samples_processed=len(samples),
+        samples_corrupt=sum(o.corrupt for o in outputs),
+        samples_selected=picks.selected,
+        samples_preselected=picks.preselected,
+        bytes_read=sum(o.bytes_read for o, cached in shards if not cached),
+        bytes_new=plan.bytes_new,
+        datapool_version=plan.datapool_version + 1,
+        duration_s=round(
+            (datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds(), 3
+        ),
+        stage_seconds={k: round(v, 3) for k, v in stage_seconds.items()},
+    )
+    version = datapool.commit(
+        run_id=run_id,
+        expected_version=plan.datapool_version,
+        objects=object_rows(plan.to_process, samples, plan.gone),
+        samples=samples,
+        tags=datapool.read_work(picks.key),
+        run_row={"tag": tag, "started_at": started_at, "summary_json": summary.model_dump_json()},
+    )
+    datapool.remove_work([picks.key, *(f"shards/{o.key}" for o in outputs)])
+    summary = summary.model_copy(update={"datapool_version": version})
+    create_table_artifact(
+        [
+            {"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}
+            for k, v in summary.model_dump().items()
+        ],
+        key="coresift-run-summary",
+        description=f"coresift run {run_id} (tag {tag})",
+    )
+    return summary
