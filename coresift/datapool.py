@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ class Datapool:
         """Samples of the current version of every object that is not gone."""
         current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
         names = columns or schema.SAMPLES.names
-        table = self._read("samples", sorted({*names, "uri", "run_id"}))
+        table = self._read("samples", sorted({*names, "uri", "run_id", "sample_id"}))
         if table is None or not current:
             return schema.SAMPLES.empty_table().select(names)
         row_keys = pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")
@@ -185,13 +186,31 @@ class Datapool:
         with self.fs.open(path, "wb") as handle:
             pq.write_table(table, handle)
 
+    def work_epoch(self) -> str:
+        """A random id of the work area, made anew whenever `_work/` is deleted.
+
+        It is part of every shard's cache key, so deleting `_work/` retires cached shards
+        whose artifacts went with it.
+        """
+        path = f"{self.root}/_work/EPOCH"
+        try:
+            return str(self.fs.cat_file(path).decode())
+        except FileNotFoundError:
+            epoch = secrets.token_hex(8)
+            self.fs.makedirs(f"{self.root}/_work", exist_ok=True)
+            self.fs.pipe_file(path, epoch.encode())
+            return epoch
+
     def read_work(self, name: str) -> pa.Table:
         path = f"{self.root}/_work/{name}.parquet"
         try:
             with self.fs.open(path, "rb") as handle:
                 return pq.read_table(handle)
         except FileNotFoundError:
-            raise DatapoolError(f"processing artifact {path} is missing; run again") from None
+            raise DatapoolError(
+                f"processing artifact {path} is missing: delete the whole {self.root}/_work "
+                "folder (it retires cached shards with it) and run again"
+            ) from None
 
     def remove_work(self, names: list[str]) -> None:
         for name in names:
@@ -233,9 +252,14 @@ class Datapool:
                 with open(path, "xb") as handle:
                     handle.write(data)
             else:
-                self.fs.pipe_file(path, data, mode="create")
+                self.fs.pipe_file(path, data, mode="create")  # S3: If-None-Match: *
         except FileExistsError:
             return False
+        except OSError:
+            # Some servers answer 412 Precondition Failed, which s3fs reports as a plain OSError.
+            if self.fs.exists(path):
+                return False
+            raise
         return True
 
     def _break_if_stale(self, path: str) -> None:

@@ -19,10 +19,16 @@ class Plan(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     datapool_version: int
+    work_epoch: str
     new: list[ObjectRef]
     changed: list[ObjectRef]
     skipped: int
     gone: list[str]
+
+    @property
+    def work_key(self) -> str:
+        """Names this plan's processing artifacts: same datapool state, same work area."""
+        return f"v{self.datapool_version}-{self.work_epoch}"
 
     @property
     def to_process(self) -> list[ObjectRef]:
@@ -37,6 +43,7 @@ def plan_run(
     listing: Sequence[ObjectRef],
     known: Mapping[str, ObjectState],
     datapool_version: int,
+    work_epoch: str,
     process_all: bool = False,
 ) -> Plan:
     """Split a listing against the datapool's known objects.
@@ -58,7 +65,12 @@ def plan_run(
     listed = {ref.uri for ref in listing}
     gone = sorted(uri for uri, s in known.items() if s.status != "gone" and uri not in listed)
     return Plan(
-        datapool_version=datapool_version, new=new, changed=changed, skipped=skipped, gone=gone
+        datapool_version=datapool_version,
+        work_epoch=work_epoch,
+        new=new,
+        changed=changed,
+        skipped=skipped,
+        gone=gone,
     )
 
 

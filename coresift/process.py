@@ -36,12 +36,16 @@ def sample_id(uri: str, version: str, frame_index: int | None) -> str:
 
 
 def shard_key(
-    refs: Sequence[ObjectRef], model_identity: str, settings: dict[str, Any], datapool_version: int
+    refs: Sequence[ObjectRef],
+    model_identity: str,
+    settings: dict[str, Any],
+    datapool: str,
+    work_key: str,
 ) -> str:
-    """Cache key of a shard: its objects' identities, the model, the processing settings, and
-    the datapool version it was planned against (a commit retires every earlier key)."""
+    """Cache key of a shard: its objects' identities, the model, the processing settings, the
+    datapool, and the plan's work key (a commit or a cleared work area retires old keys)."""
     payload = json.dumps(
-        [[r.uri, r.version, r.size] for r in refs] + [model_identity, settings, datapool_version],
+        [[r.uri, r.version, r.size] for r in refs] + [model_identity, settings, datapool, work_key],
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]

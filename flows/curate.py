@@ -50,7 +50,7 @@ def curate(config: CurateConfig) -> RunSummary:
             groups = shards(plan.to_process, config.shard_size)
             model = resolve_model(config)
             futures = process_shard.map(
-                groups, unmapped(model), unmapped(plan.datapool_version), unmapped(config)
+                groups, unmapped(model), unmapped(plan.work_key), unmapped(config)
             )
             outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
         with _stage(seconds, "select"):

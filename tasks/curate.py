@@ -37,7 +37,7 @@ IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 class ShardOutput(BaseModel):
     """What a processed shard left in the datapool's work area."""
 
-    key: str
+    name: str
     objects: int
     samples: int
     corrupt: int
@@ -47,7 +47,7 @@ class ShardOutput(BaseModel):
 class PicksOutput(BaseModel):
     """Where a run's picks are, and how many earlier picks shaped them."""
 
-    key: str
+    name: str
     selected: int
     preselected: int
 
@@ -77,7 +77,9 @@ def list_objects(config: CurateConfig) -> list[ObjectRef]:
 def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
     """Split the listing into new, changed, skipped and gone against the datapool."""
     datapool = _datapool(config)
-    plan = plan_run(listing, datapool.objects(), datapool.version(), config.process_all)
+    plan = plan_run(
+        listing, datapool.objects(), datapool.version(), datapool.work_epoch(), config.process_all
+    )
     get_run_logger().info(
         "plan: %d new, %d changed, %d unchanged, %d gone",
         len(plan.new),
@@ -94,20 +96,24 @@ def resolve_model(config: CurateConfig) -> str:
     return model_identity(config.model)
 
 
+def _shard_name(refs: list[ObjectRef], model: str, work_key: str, config: CurateConfig) -> str:
+    key = shard_key(refs, model, config.processing_settings(), config.datapool, work_key)
+    return f"shards/{key}"
+
+
 def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    config: CurateConfig = parameters["config"]
-    key = shard_key(
+    name = _shard_name(
         parameters["refs"],
         parameters["model_identity"],
-        config.processing_settings(),
-        parameters["datapool_version"],
+        parameters["work_key"],
+        parameters["config"],
     )
-    return f"coresift-shard-{key}"
+    return "coresift-" + name.replace("/", "-")
 
 
 @task(cache_key_fn=_shard_cache_key, persist_result=True, **IO_RETRIES)
 def process_shard(
-    refs: list[ObjectRef], model_identity: str, datapool_version: int, config: CurateConfig
+    refs: list[ObjectRef], model_identity: str, work_key: str, config: CurateConfig
 ) -> ShardOutput:
     """Read each object once: check, measure and embed it; write the shard's samples."""
     embedder = load_embedder(config.model, config.runtime, config.threads)
@@ -119,8 +125,8 @@ def process_shard(
         workers=config.decode_workers,
         batch_size=config.batch_size,
     )
-    key = shard_key(refs, model_identity, config.processing_settings(), datapool_version)
-    _datapool(config).write_work(f"shards/{key}", result.samples)
+    name = _shard_name(refs, model_identity, work_key, config)
+    _datapool(config).write_work(name, result.samples)
     logger = get_run_logger()
     for uri, reason in zip(
         result.samples.column("uri").to_pylist(),
@@ -130,7 +136,7 @@ def process_shard(
         if reason:
             logger.warning("corrupt: %s: %s", uri, reason)
     return ShardOutput(
-        key=key,
+        name=name,
         objects=len(refs),
         samples=len(result.samples),
         corrupt=len(result.corrupt),
@@ -139,7 +145,7 @@ def process_shard(
 
 
 def _run_samples(datapool: Datapool, shards: list[ShardOutput]) -> pa.Table:
-    tables = [datapool.read_work(f"shards/{s.key}") for s in shards]
+    tables = [datapool.read_work(s.name) for s in shards]
     return pa.concat_tables(tables) if tables else schema.SAMPLES.empty_table()
 
 
@@ -172,7 +178,7 @@ def select_samples(
         picks.preselected,
     )
     return PicksOutput(
-        key=f"runs/{run_id}/picks", selected=len(picks.tags), preselected=picks.preselected
+        name=f"runs/{run_id}/picks", selected=len(picks.tags), preselected=picks.preselected
     )
 
 
@@ -217,10 +223,10 @@ def commit_run(
         expected_version=plan.datapool_version,
         objects=object_rows(plan.to_process, samples, plan.gone),
         samples=samples,
-        tags=datapool.read_work(picks.key),
+        tags=datapool.read_work(picks.name),
         run_row={"tag": tag, "started_at": started_at, "summary_json": summary.model_dump_json()},
     )
-    datapool.remove_work([picks.key, *(f"shards/{o.key}" for o in outputs)])
+    datapool.remove_work([picks.name, *(o.name for o in outputs)])
     summary = summary.model_copy(update={"datapool_version": version})
     create_table_artifact(
         [

@@ -1,0 +1,171 @@
+"""The curate flow end to end, on a local folder and on a real S3 server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pytest
+
+from coresift.config import build_config
+from coresift.datapool import Datapool
+from coresift.summary import RunSummary
+from tests.media import corrupt_files, jpeg_bytes, photo, write_images
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def curate_once(source: str, datapool: str, **fields: Any) -> RunSummary:
+    from flows.curate import curate
+
+    return curate(build_config({"source": source, "datapool": datapool, **fields}))
+
+
+def _upload_folder(folder: Path, bucket: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.put(f"{folder}/", f"{bucket}/images/", recursive=True)
+
+
+@pytest.fixture(params=["local", "s3"])
+def image_source(
+    request: pytest.FixtureRequest, workdir: Path
+) -> tuple[str, Callable[[Path], None]]:
+    """(source URL, sync) where sync(folder) makes the source hold the folder's files."""
+    if request.param == "local":
+        return str(workdir / "images"), lambda folder: None
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/images", lambda folder: _upload_folder(folder, bucket)
+
+
+def _picked_uris(datapool: str, tag: str) -> list[str]:
+    return Datapool(datapool).tag_samples(tag).column("uri").to_pylist()
+
+
+def test_three_runs_read_each_new_byte_once_and_select_around_earlier_picks(
+    image_source: tuple[str, Callable[[Path], None]], workdir: Path
+) -> None:
+    source, sync = image_source
+    folder, pool = workdir / "images", str(workdir / "pool")
+    first_bytes = write_images(folder, 0, 120)
+    sync(folder)
+
+    run1 = curate_once(source, pool, n_samples=10, tag="first")
+    assert (run1.objects_listed, run1.objects_new, run1.samples_selected) == (120, 120, 10)
+    assert run1.bytes_new == first_bytes
+    assert run1.bytes_new <= run1.bytes_read <= 1.02 * run1.bytes_new
+
+    run2 = curate_once(source, pool, n_samples=10, tag="second")
+    assert (run2.objects_new, run2.objects_skipped, run2.bytes_read, run2.samples_selected) == (
+        0,
+        120,
+        0,
+        0,
+    )
+
+    added_bytes = write_images(folder, 120, 15, prefix="new")
+    sync(folder)
+    run3 = curate_once(source, pool, n_samples=10, tag="third")
+    assert (run3.objects_new, run3.objects_skipped, run3.samples_preselected) == (15, 120, 10)
+    assert abs(run3.bytes_read - added_bytes) <= 0.02 * added_bytes
+    picks = _picked_uris(pool, "third")
+    assert 0 < len(picks) <= 10
+    assert all(uri.rsplit("/", 1)[1].startswith("new-") for uri in picks)
+    assert set(picks).isdisjoint(_picked_uris(pool, "first"))
+    assert run3.datapool_version == 2
+
+
+def test_each_distinct_picture_is_picked_once_whatever_its_copies(workdir: Path) -> None:
+    folder, distinct = workdir / "images", [0, 2, 4, 6, 7, 10]
+    folder.mkdir()
+    for index in distinct:
+        for width in (480, 240, 120):
+            image = photo(index)
+            resized = image.resize((width, max(1, width * image.height // image.width)))
+            (folder / f"p{index:02d}-w{width}.jpg").write_bytes(jpeg_bytes(resized))
+    run = curate_once(str(folder), str(workdir / "pool"), n_samples=len(distinct), tag="t")
+    pictures = [
+        uri.rsplit("/", 1)[1].split("-")[0] for uri in _picked_uris(str(workdir / "pool"), "t")
+    ]
+    assert run.samples_selected == len(distinct)
+    assert sorted(pictures) == sorted(f"p{i:02d}" for i in distinct)
+
+
+def test_corrupt_files_are_recorded_with_reasons_and_never_picked(workdir: Path) -> None:
+    folder, pool = workdir / "images", str(workdir / "pool")
+    write_images(folder, 0, 8)
+    for name, data in corrupt_files().items():
+        (folder / name).write_bytes(data)
+    (folder / "copy-of-img-0000.jpg").write_bytes((folder / "img-0000.jpg").read_bytes())
+    run = curate_once(str(folder), pool, n_samples=20, tag="all")
+    assert (run.objects_new, run.samples_corrupt, run.samples_selected) == (13, 4, 8)
+    samples = Datapool(pool).samples(["uri", "corrupt_reason"])
+    reasons = {
+        uri.rsplit("/", 1)[1]: reason
+        for uri, reason in zip(
+            samples.column("uri").to_pylist(),
+            samples.column("corrupt_reason").to_pylist(),
+            strict=True,
+        )
+        if reason
+    }
+    assert set(reasons) == set(corrupt_files())
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "empty" in reasons["empty.jpg"]
+    assert "not an image" in reasons["not-an-image.png"]
+    assert "content is PNG" in reasons["png-named-jpg.jpg"]
+    picked = {u.rsplit("/", 1)[1] for u in _picked_uris(pool, "all")}
+    assert picked.isdisjoint(reasons)
+    assert not {"img-0000.jpg", "copy-of-img-0000.jpg"} <= picked  # exact duplicates: one at most
+    statuses = {u.rsplit("/", 1)[1]: s.status for u, s in Datapool(pool).objects().items()}
+    assert statuses["empty.jpg"] == "corrupt" and statuses["img-0001.jpg"] == "ok"
+
+
+def test_changed_objects_are_reprocessed_and_vanished_ones_marked_gone(workdir: Path) -> None:
+    folder, pool = workdir / "images", str(workdir / "pool")
+    write_images(folder, 0, 12)
+    curate_once(str(folder), pool, n_samples=3)
+    changed = jpeg_bytes(photo(3))
+    (folder / "img-0001.jpg").write_bytes(changed)
+    (folder / "img-0002.jpg").unlink()
+    run = curate_once(str(folder), pool, n_samples=3)
+    assert (run.objects_new, run.objects_changed, run.objects_gone, run.objects_skipped) == (
+        0,
+        1,
+        1,
+        10,
+    )
+    assert run.bytes_read == run.bytes_new == len(changed)
+    datapool = Datapool(pool)
+    current = datapool.samples(["uri", "size_bytes"])
+    sizes = dict(
+        zip(
+            current.column("uri").to_pylist(), current.column("size_bytes").to_pylist(), strict=True
+        )
+    )
+    assert sizes[str(folder / "img-0001.jpg")] == len(changed)  # only the new version is current
+    assert str(folder / "img-0002.jpg") not in sizes
+    assert datapool.objects()[str(folder / "img-0002.jpg")].status == "gone"
+
+
+def test_process_all_reprocesses_and_reselects_from_everything(workdir: Path) -> None:
+    folder, pool = workdir / "images", str(workdir / "pool")
+    write_images(folder, 0, 20)
+    first = curate_once(str(folder), pool, n_samples=4, tag="a")
+    again = curate_once(str(folder), pool, n_samples=4, tag="b", process_all=True)
+    assert (again.objects_changed, again.samples_preselected, again.samples_selected) == (20, 0, 4)
+    assert again.bytes_read == first.bytes_read
+    assert _picked_uris(pool, "a") == _picked_uris(pool, "b")  # same inputs and seed
+    assert len(Datapool(pool).samples(["sample_id"])) == 20
+
+
+def test_min_distance_alone_stops_the_selection(workdir: Path) -> None:
+    folder, pool = workdir / "images", str(workdir / "pool")
+    write_images(folder, 0, 30)
+    run = curate_once(str(folder), pool, min_distance=0.9, tag="far")
+    distances = Datapool(pool).tag_samples("far").column("distance")
+    assert 1 <= run.samples_selected < 30
+    assert pc.min(distances).as_py() >= 0.9

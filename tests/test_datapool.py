@@ -1,0 +1,143 @@
+"""The datapool: atomic runs, invisible leftovers of a crash, and one writer at a time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from coresift import schema
+from coresift.datapool import LOCK_NAME, Datapool, object_rows
+from coresift.errors import DatapoolBusyError
+from coresift.listing import ObjectRef
+from coresift.plan import plan_run
+
+
+def _samples(*uris: str) -> pa.Table:
+    rows = [
+        {"sample_id": f"id-{u}", "uri": u, "version": "v1", "model": "m", "embedding": [1.0, 0.0]}
+        for u in uris
+    ]
+    return pa.Table.from_pylist(rows, schema=schema.SAMPLES)
+
+
+def _tags(run_id: str, sample_ids: list[str]) -> pa.Table:
+    rows = [
+        {"tag": f"t-{run_id}", "sample_id": s, "rank": i, "distance": 1.0}
+        for i, s in enumerate(sample_ids)
+    ]
+    return pa.Table.from_pylist(rows, schema=schema.TAGS)
+
+
+def _run_row(run_id: str) -> dict[str, str]:
+    return {"tag": f"t-{run_id}", "started_at": "", "summary_json": "{}"}
+
+
+def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str, ...] = ()) -> int:
+    samples = _samples(*(r.uri for r in refs))
+    with pool.lock(run_id):
+        return pool.commit(
+            run_id=run_id,
+            expected_version=pool.version(),
+            objects=object_rows(refs, samples, list(gone)),
+            samples=samples,
+            tags=_tags(run_id, samples.column("sample_id").to_pylist()[:1]),
+            run_row=_run_row(run_id),
+        )
+
+
+def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    assert pool.version() == -1
+    a, b = ObjectRef(uri="a", version="1", size=3), ObjectRef(uri="b", version="1", size=4)
+    assert _commit(pool, "r1", [a, b]) == 0
+    assert {u: s.status for u, s in pool.objects().items()} == {"a": "ok", "b": "ok"}
+    plan = plan_run(
+        [ObjectRef(uri="a", version="2", size=5), ObjectRef(uri="c", version="1", size=1)],
+        pool.objects(),
+        pool.version(),
+    )
+    assert ([r.uri for r in plan.new], [r.uri for r in plan.changed], plan.gone) == (
+        ["c"],
+        ["a"],
+        ["b"],
+    )
+    assert _commit(pool, "r2", [], gone=("b",)) == 1
+    assert pool.objects()["b"].status == "gone"
+    assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
+    assert [t["tag"] for t in pool.tag_summary()] == ["t-r1"]
+
+
+def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    # A crash after the samples and objects appends but before the runs row:
+    pool._append("samples", schema.with_run_id(_samples("z"), "crashed"))
+    pool._append(
+        "objects",
+        schema.with_run_id(
+            object_rows([ObjectRef(uri="z", version="1", size=1)], _samples("z"), []), "crashed"
+        ),
+    )
+    assert set(pool.objects()) == {"a"}
+    assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
+    assert pool.version() == 0
+
+
+def test_a_second_writer_fails_clearly(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    with (
+        pool.lock("first"),
+        pytest.raises(DatapoolBusyError, match="locked by run first"),
+        pool.lock("second"),
+    ):
+        pass
+    with pool.lock("third"):  # released after the first
+        assert pool.is_locked_by_other() is not None
+
+
+def test_a_commit_after_someone_elses_fails_and_writes_nothing(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    ref = ObjectRef(uri="a", version="1", size=3)
+    _commit(pool, "r1", [ref])
+    with pool.lock("late"), pytest.raises(DatapoolBusyError, match="changed while this run"):
+        pool.commit(
+            run_id="late",
+            expected_version=-1,
+            objects=object_rows([ref], _samples("a"), []),
+            samples=_samples("a"),
+            tags=_tags("late", []),
+            run_row=_run_row("late"),
+        )
+    assert pool.version() == 0
+
+
+def test_a_lock_left_by_a_dead_process_is_broken(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (workdir / "pool").mkdir()
+    import socket
+
+    (workdir / "pool" / LOCK_NAME).write_text(
+        json.dumps({"run_id": "old", "host": socket.gethostname(), "pid": int(dead.stdout)})
+    )
+    assert pool.is_locked_by_other() is None
+    with pool.lock("new"):
+        pass
+
+
+def test_datapool_on_s3(s3_bucket: str) -> None:
+    pool = Datapool(f"s3://{s3_bucket}/pool")
+    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    with pool.lock("first"), pytest.raises(DatapoolBusyError), pool.lock("second"):
+        pass
+    assert Datapool(f"s3://{s3_bucket}/pool").objects()["a"].version == "1"

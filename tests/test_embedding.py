@@ -1,0 +1,80 @@
+"""Embedding models: the built-in one offline on both runtimes, user files by URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from coresift.embedding import load_embedder, model_identity
+from coresift.errors import ModelError
+from tests.media import distinct_image, photo
+
+
+def _batch(embedder_preprocess: object, count: int = 3) -> np.ndarray:
+    return np.stack([embedder_preprocess(distinct_image(i)) for i in range(count)])  # type: ignore[operator]
+
+
+def test_lite0_onnx_and_torch_agree_and_are_normalised() -> None:
+    onnx = load_embedder("efficientnet-lite0", "onnx", 1)
+    eager = load_embedder("efficientnet-lite0", "torch", 1)
+    assert onnx.identity == eager.identity == model_identity("efficientnet-lite0")
+    assert onnx.identity.startswith("efficientnet-lite0@")
+    batch = _batch(onnx.preprocess)
+    a, b = onnx.embed(batch), eager.embed(batch)
+    assert a.shape == (3, 1280)
+    assert np.linalg.norm(a, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_lite0_sees_a_resized_copy_as_closer_than_another_photo() -> None:
+    embedder = load_embedder("efficientnet-lite0", "onnx", 1)
+    original, small, other = photo(0), photo(0).resize((128, 128)), photo(6)
+    vectors = embedder.embed(np.stack([embedder.preprocess(i) for i in (original, small, other)]))
+    assert np.linalg.norm(vectors[0] - vectors[1]) < 0.5 * np.linalg.norm(vectors[0] - vectors[2])
+
+
+class _TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+
+def test_user_torchscript_and_onnx_files_by_url(workdir: Path) -> None:
+    net = _TinyNet().eval()
+    scripted = workdir / "tiny.pt"
+    torch.jit.script(net).save(str(scripted))
+    exported = workdir / "tiny.onnx"
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, 64, 64),),
+        str(exported),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n"}},
+    )
+    ts = load_embedder(str(scripted))
+    ox = load_embedder(str(exported))
+    assert ox.preprocess.size == 64
+    batch = np.stack([ox.preprocess(distinct_image(i)) for i in range(2)])
+    assert ts.embed(batch).shape == ox.embed(batch).shape == (2, 8)
+    assert np.abs(ts.embed(batch) - ox.embed(batch)).max() < 1e-4
+    assert ts.identity.startswith(str(scripted) + "@")
+    before = model_identity(str(scripted))
+    torch.jit.script(_TinyNet()).save(str(scripted))
+    model_identity.cache_clear()
+    assert model_identity(str(scripted)) != before  # new weights, new identity
+
+
+def test_unknown_models_are_clear_errors(workdir: Path) -> None:
+    with pytest.raises(ModelError, match="unknown model"):
+        load_embedder("resnet-9000")
+    with pytest.raises(ModelError, match="unknown torchvision model"):
+        load_embedder("torchvision:not_a_model")
+    with pytest.raises(ModelError, match="cannot read model file"):
+        load_embedder(str(workdir / "missing.onnx"))

@@ -1,0 +1,86 @@
+"""Greedy k-center: identical to the textbook version, deterministic, duplicate-free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from coresift import schema
+from coresift.picks import choose
+from coresift.selection import k_center_greedy, k_center_reference
+
+
+def _points(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_the_reference_without_fixed_centers(seed: int) -> None:
+    points = _points(300, 16, seed)
+    fast = k_center_greedy(points, n_samples=25, seed=seed)
+    slow = k_center_reference(points.astype(np.float64), n_samples=25, seed=seed)
+    assert fast.indices == slow.indices
+    assert fast.distances[1:] == pytest.approx(slow.distances[1:], rel=1e-4)
+
+
+def test_matches_the_reference_with_fixed_centers_and_min_distance() -> None:
+    points, centers = _points(400, 8, 5), _points(7, 8, 6)
+    fast = k_center_greedy(points, centers, n_samples=None, min_distance=2.5)
+    slow = k_center_reference(points.astype(np.float64), centers.astype(np.float64), None, 2.5)
+    assert fast.indices == slow.indices
+    assert 0 < len(fast.indices) < 400
+    assert min(fast.distances) >= 2.5
+
+
+def test_fixed_centers_are_respected() -> None:
+    centers = np.array([[0.0, 0.0]], np.float32)
+    points = np.array([[0.1, 0.0], [5.0, 0.0], [0.0, 3.0]], np.float32)
+    assert k_center_greedy(points, centers, n_samples=2).indices == [1, 2]
+
+
+def test_same_seed_same_result_and_stops_when_exhausted() -> None:
+    points = _points(50, 4, 9)
+    assert (
+        k_center_greedy(points, n_samples=60, seed=3).indices
+        == k_center_greedy(points, n_samples=60, seed=3).indices
+    )
+    assert sorted(k_center_greedy(points, n_samples=60).indices) == list(range(50))
+
+
+def _sample_rows(embeddings: np.ndarray, hashes: list[str], corrupt: set[int]) -> pa.Table:
+    rows = [
+        {
+            "sample_id": f"s{i}",
+            "uri": f"file:///{i:03d}.jpg",
+            "content_hash": hashes[i],
+            "corrupt_reason": "truncated" if i in corrupt else None,
+            "model": "m",
+            "embedding": None if i in corrupt else embeddings[i].tolist(),
+        }
+        for i in range(len(hashes))
+    ]
+    return pa.Table.from_pylist(rows, schema=schema.SAMPLES)
+
+
+def test_corrupt_samples_and_exact_duplicates_are_never_picked() -> None:
+    embeddings = _points(6, 4, 1)
+    embeddings[3] = embeddings[0]
+    samples = _sample_rows(embeddings, ["h0", "h1", "h2", "h0", "h4", "h5"], corrupt={5})
+    picks = choose(
+        samples, samples.slice(0, 0), model="m", n_samples=10, min_distance=None, seed=0, tag="t"
+    )
+    picked = set(picks.tags.column("sample_id").to_pylist())
+    assert picked == {"s0", "s1", "s2", "s4"}
+
+
+def test_earlier_picks_are_centers_and_their_copies_are_excluded() -> None:
+    embeddings = _points(5, 4, 2)
+    samples = _sample_rows(embeddings, ["a", "b", "c", "d", "e"], corrupt=set())
+    earlier = samples.slice(0, 2)
+    new = _sample_rows(embeddings, ["a", "x", "y", "z", "w"], corrupt=set()).slice(0, 5)
+    picks = choose(new, earlier, model="m", n_samples=10, min_distance=None, seed=0, tag="t")
+    assert picks.preselected == 2
+    assert "s0" not in picks.tags.column("sample_id").to_pylist()  # same bytes as a pick
+    assert picks.tags.column("distance").to_pylist()[0] < float("inf")
