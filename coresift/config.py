@@ -7,6 +7,7 @@ builds the same model, so both validate identically and fail before any work.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from coresift.errors import ConfigError
 
 DEFAULT_DATAPOOL = "./datapool"
+
+
+def _cores() -> int:
+    return os.cpu_count() or 2
+
+
 DEFAULT_MODEL = "efficientnet-lite0"
 
 
@@ -88,12 +95,18 @@ class CurateConfig(BaseModel):
         description="Inference engine for built-in models: onnxruntime (about 4x faster on CPU) "
         "or torch.",
     )
-    threads: int = Field(default=2, ge=1, le=256, description="Inference threads.")
+    threads: int = Field(
+        default_factory=lambda: max(1, _cores() // 2),
+        ge=1,
+        le=256,
+        description="Inference threads (default: half the cores).",
+    )
     decode_workers: int = Field(
-        default=2,
+        default_factory=lambda: max(1, _cores() - _cores() // 2),
         ge=1,
         le=64,
-        description="Threads that read and decode objects ahead of inference.",
+        description="Threads that read and decode objects ahead of inference (default: the "
+        "other half of the cores; on 2 cores one of each is fastest, see bench/).",
     )
     batch_size: int = Field(default=16, ge=1, le=1024, description="Images per inference batch.")
     shard_size: int = Field(

@@ -21,9 +21,10 @@ def image_metrics(image: Image.Image) -> dict[str, Any]:
     """
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     luma: NDArray[np.float32] = rgb @ _LUMA
-    pixels = rgb.reshape(-1, 3)
-    mean = pixels.mean(axis=0)
-    std = pixels.std(axis=0)
+    # Channel-first and contiguous: reducing along a strided axis is about 20x slower.
+    channels = np.ascontiguousarray(rgb.transpose(2, 0, 1)).reshape(3, -1)
+    mean = channels.mean(axis=1, dtype=np.float64)
+    std = channels.std(axis=1, dtype=np.float64)
     luminance = float(luma.mean())
     contrast = float(luma.std())
     return {

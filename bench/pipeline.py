@@ -1,0 +1,174 @@
+"""Pipeline throughput, single-pass reads, rerun cost and selection speed, as ratios.
+
+Run: python -m bench.pipeline [--images 300] [--threads 2] [--runtime onnx]
+
+Every number is measured in this run on this machine; the ratios compare against a baseline
+from the same run (the bare model, a bare listing), since shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def make_images(folder: Path, count: int, size: tuple[int, int]) -> int:
+    """count distinct JPEGs of the given size, cropped from the bundled real photos."""
+    from tests.media import distinct_image, jpeg_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for index in range(count):
+        data = jpeg_bytes(distinct_image(index, size))
+        (folder / f"img-{index:05d}.jpg").write_bytes(data)
+        total += len(data)
+    return total
+
+
+def bare_model_rate(embedder: Any, inputs: np.ndarray, batch_size: int) -> float:
+    """Images per second of the model alone on already-preprocessed inputs."""
+    embedder.embed(inputs[:batch_size])  # warm-up
+    start = time.perf_counter()
+    for begin in range(0, len(inputs), batch_size):
+        embedder.embed(inputs[begin : begin + batch_size])
+    return len(inputs) / (time.perf_counter() - start)
+
+
+def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    from PIL import Image
+
+    from coresift.embedding import load_embedder
+    from coresift.listing import list_source
+    from coresift.process import process_objects
+
+    embedder = load_embedder("efficientnet-lite0", args.runtime, args.threads)
+    refs = list_source(str(folder))
+    inputs = np.stack([embedder.preprocess(Image.open(ref.uri)) for ref in refs])
+    bare = bare_model_rate(embedder, inputs, args.batch_size)
+    start = time.perf_counter()
+    result = process_objects(
+        refs, embedder, workers=args.decode_workers, batch_size=args.batch_size
+    )
+    elapsed = time.perf_counter() - start
+    pipeline = len(refs) / elapsed
+    return {
+        "bare_model_img_per_s": round(bare, 1),
+        "pipeline_img_per_s": round(pipeline, 1),
+        "pipeline_over_bare": round(pipeline / bare, 3),
+        "shard_bytes_read_over_bytes_new": round(result.bytes_read / sum(r.size for r in refs), 4),
+    }
+
+
+def flow_runs(args: argparse.Namespace, folder: Path, work: Path) -> dict[str, float]:
+    """Whole-flow numbers: bytes ratio of a first run, cost of an unchanged rerun."""
+    from coresift.config import build_config
+    from coresift.listing import list_source
+    from flows.curate import curate
+
+    def run(source: Path, pool: Path) -> tuple[Any, float]:
+        config = build_config(
+            {
+                "source": str(source),
+                "datapool": str(pool),
+                "n_samples": 10,
+                "runtime": args.runtime,
+                "threads": args.threads,
+                "decode_workers": args.decode_workers,
+                "batch_size": args.batch_size,
+            }
+        )
+        start = time.perf_counter()
+        summary = curate(config)
+        return summary, time.perf_counter() - start
+
+    empty = work / "empty"
+    empty.mkdir()
+    run(empty, work / "warm-up-pool")  # starts the Prefect API once, outside the timings
+    _, fixed = run(empty, work / "empty-pool")
+    first, first_wall = run(folder, work / "pool")
+    start = time.perf_counter()
+    list_source(str(folder))
+    listing = time.perf_counter() - start
+    rerun, rerun_wall = run(folder, work / "pool")
+    return {
+        "flow_first_run_s": round(first_wall, 2),
+        "flow_img_per_s": round(first.objects_new / first_wall, 1),
+        "flow_bytes_read_over_bytes_new": round(first.bytes_read / first.bytes_new, 4),
+        "rerun_bytes_read": rerun.bytes_read,
+        "rerun_s": round(rerun_wall, 3),
+        "bare_listing_s": round(listing, 3),
+        "flow_fixed_startup_s": round(fixed, 3),
+        "rerun_over_listing_plus_startup": round(rerun_wall / (listing + fixed), 3),
+    }
+
+
+def selection_time(points: int, dims: int, centers: int) -> dict[str, float]:
+    from coresift.selection import k_center_greedy
+
+    data = np.random.default_rng(0).normal(size=(points, dims)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    start = time.perf_counter()
+    k_center_greedy(data, n_samples=centers)
+    elapsed = time.perf_counter() - start
+    return {
+        "selection_points": points,
+        "selection_dims": dims,
+        "selection_centers": centers,
+        "selection_s": round(elapsed, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--decode-workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    parser.add_argument(
+        "--selection",
+        default="200000x128x2000",
+        help="POINTSxDIMSxCENTERS for the k-center timing ('' to skip)",
+    )
+    parser.add_argument("--skip-flow", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="coresift-bench-") as tmp:
+        work = Path(tmp)
+        os.environ.setdefault("PREFECT_HOME", str(work / "prefect-home"))
+        folder = work / "images"
+        make_images(folder, args.images, (args.width, args.height))
+        results: dict[str, Any] = {
+            "images": args.images,
+            "size": f"{args.width}x{args.height}",
+            "runtime": args.runtime,
+            "threads": args.threads,
+            "decode_workers": args.decode_workers,
+            "batch_size": args.batch_size,
+        }
+        results.update(pipeline_rate(args, folder))
+        if not args.skip_flow:
+            results.update(flow_runs(args, folder, work))
+        if args.selection:
+            points, dims, centers = (int(v) for v in args.selection.split("x"))
+            results.update(selection_time(points, dims, centers))
+    width = max(len(k) for k in results)
+    for key, value in results.items():
+        print(f"{key:>{width}}  {value}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
