@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coresift.errors import ConfigError
+from coresift.process import ProcessingSettings
+from coresift.video import FrameSampling, VideoLimits
 
 DEFAULT_DATAPOOL = "./datapool"
 
@@ -117,6 +119,19 @@ class CurateConfig(BaseModel):
         ge=1,
         description="Larger images are recorded as corrupt instead of decoded (memory guard).",
     )
+    frames: FrameSampling = Field(
+        default_factory=FrameSampling, description="Which video frames become samples."
+    )
+    video_limits: VideoLimits = Field(
+        default_factory=VideoLimits, description="Bounds on what one video may cost."
+    )
+    sequence_length: int | None = Field(
+        default=None,
+        ge=2,
+        le=10_000,
+        description="Select clips of this many consecutive sampled frames instead of single "
+        "frames (n_samples then counts clips; images are not candidates).",
+    )
     seed: int = Field(default=0, description="Seed of the first pick when no earlier picks exist.")
 
     @model_validator(mode="after")
@@ -125,9 +140,13 @@ class CurateConfig(BaseModel):
             raise ValueError("set n_samples, min_distance, or both")
         return self
 
-    def processing_settings(self) -> dict[str, Any]:
+    def processing_settings(self) -> ProcessingSettings:
         """The settings that change what processing produces (part of shard cache keys)."""
-        return {"model": self.model, "max_image_pixels": self.max_image_pixels}
+        return ProcessingSettings(
+            max_image_pixels=self.max_image_pixels,
+            frames=self.frames,
+            video_limits=self.video_limits,
+        )
 
 
 def describe_validation_error(error: ValidationError) -> str:

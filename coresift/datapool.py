@@ -28,7 +28,6 @@ from deltalake.exceptions import TableNotFoundError
 
 from coresift import schema
 from coresift.errors import DatapoolBusyError, DatapoolError
-from coresift.listing import ObjectRef
 from coresift.storage import is_local, open_url
 
 LOCK_NAME = "_coresift.lock"
@@ -319,22 +318,9 @@ class Datapool:
         )
 
 
-def object_rows(processed: list[ObjectRef], samples: pa.Table, gone: list[str]) -> pa.Table:
-    """Rows for the objects table: processed objects as ok or corrupt, vanished ones as gone.
-
-    An object is corrupt when none of its samples decoded.
-    """
-    good = set(samples.filter(pc.field("corrupt_reason").is_null()).column("uri").to_pylist())
-    rows = [
-        {
-            "uri": r.uri,
-            "version": r.version,
-            "size": r.size,
-            "status": "ok" if r.uri in good else "corrupt",
-        }
-        for r in processed
-    ]
-    rows += [{"uri": uri, "version": "", "size": 0, "status": "gone"} for uri in gone]
+def gone_rows(uris: list[str]) -> pa.Table:
+    """Objects-table rows for objects that are no longer listed."""
+    rows = [{"uri": uri, "version": "", "size": 0, "status": "gone"} for uri in uris]
     return pa.Table.from_pylist(rows, schema=schema.OBJECTS)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coresift.errors import SourceError
 from coresift.storage import full_url, open_url
+from coresift.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -67,12 +68,12 @@ class RelevantFilenames:
 
 @dataclass(frozen=True)
 class ObjectFilter:
-    """Which listed paths are candidates: image types, globs, and relevant filenames."""
+    """Which listed paths are candidates: image and video types, globs, relevant filenames."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     relevant: RelevantFilenames | None = None
-    extensions: frozenset[str] = field(default=IMAGE_EXTENSIONS)
+    extensions: frozenset[str] = field(default=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
     def admits(self, relative: str, info: dict[str, Any]) -> bool:
         if not self._is_media(relative, info):
@@ -87,7 +88,7 @@ class ObjectFilter:
         if os.path.splitext(relative)[1].lower() in self.extensions:
             return True
         content_type = str(info.get("ContentType") or info.get("contentType") or "")
-        return content_type.startswith("image/")
+        return content_type.startswith(("image/", "video/"))
 
 
 def read_relevant_filenames(url: str, options: dict[str, Any] | None = None) -> RelevantFilenames:

@@ -48,6 +48,33 @@ def candidates_of(samples: pa.Table, excluded_hashes: set[str]) -> pa.Table:
     return usable.filter(pa.array(keep, pa.bool_()))
 
 
+def clips_of(samples: pa.Table, length: int) -> list[list[int]]:
+    """Row indices of clips: runs of `length` consecutive sampled frames of one video.
+
+    Windows do not overlap; a video's last frames that do not fill a window are left out.
+    """
+    usable = samples.column("embedding").is_valid().to_pylist()
+    frames = samples.column("frame_index").to_pylist()
+    order = sorted(
+        (uri, frame, row)
+        for row, (uri, frame) in enumerate(
+            zip(samples.column("uri").to_pylist(), frames, strict=True)
+        )
+        if frame is not None and usable[row]
+    )
+    clips: list[list[int]] = []
+    current: list[int] = []
+    current_uri = None
+    for uri, _, row in order:
+        if uri != current_uri:
+            current, current_uri = [], uri
+        current.append(row)
+        if len(current) == length:
+            clips.append(current)
+            current = []
+    return clips
+
+
 def choose(
     new_samples: pa.Table,
     earlier_picks: pa.Table,
@@ -57,6 +84,7 @@ def choose(
     min_distance: float | None,
     seed: int,
     tag: str,
+    sequence_length: int | None = None,
 ) -> Picks:
     """Pick among new_samples by greedy k-center around the earlier picks (fixed centers).
 
@@ -64,24 +92,38 @@ def choose(
         new_samples: this run's processed samples (schema.SAMPLES).
         earlier_picks: samples picked by earlier runs that are still current.
         model: identity of the model that embedded new_samples.
+        sequence_length: pick clips of this many consecutive sampled frames; a clip's
+            embedding is the mean of its frames', and n_samples counts clips.
     """
-    centers = earlier_picks.filter(pc.equal(pc.field("model"), model))
-    candidates = candidates_of(new_samples, set(earlier_picks.column("content_hash").to_pylist()))
+    centers = earlier_picks.filter(pc.field("model") == model)
+    fixed = embedding_matrix(centers) if len(centers) else None
+    if sequence_length is None:
+        candidates = candidates_of(
+            new_samples, set(earlier_picks.column("content_hash").to_pylist())
+        )
+        groups = [[row] for row in range(len(candidates))]
+        points = embedding_matrix(candidates)
+    else:
+        candidates = new_samples
+        groups = clips_of(new_samples, sequence_length)
+        frames = embedding_matrix(new_samples)
+        points = np.stack([frames[g].mean(axis=0) for g in groups]) if groups else frames[:0]
     selection = k_center_greedy(
-        embedding_matrix(candidates),
-        embedding_matrix(centers) if len(centers) else None,
-        n_samples=n_samples,
-        min_distance=min_distance,
-        seed=seed,
+        points, fixed, n_samples=n_samples, min_distance=min_distance, seed=seed
     )
     sample_ids = candidates.column("sample_id").to_pylist()
-    tags = pa.table(
+    rows = [
         {
-            "tag": [tag] * len(selection.indices),
-            "sample_id": [sample_ids[i] for i in selection.indices],
-            "rank": list(range(len(selection.indices))),
-            "distance": selection.distances,
-        },
-        schema=schema.TAGS,
-    )
-    return Picks(tags, preselected=len(centers))
+            "tag": tag,
+            "sample_id": sample_ids[row],
+            "distance": distance,
+            "clip": None if sequence_length is None else clip,
+        }
+        for clip, (group, distance) in enumerate(
+            zip((groups[i] for i in selection.indices), selection.distances, strict=True)
+        )
+        for row in group
+    ]
+    for rank, row in enumerate(rows):
+        row["rank"] = rank
+    return Picks(pa.Table.from_pylist(rows, schema=schema.TAGS), preselected=len(centers))

@@ -1,24 +1,26 @@
 """Processing a shard of objects in a single pass over their bytes.
 
-Each object is fetched once; that one buffer is hashed, fully decoded (the corruptness check),
-measured, and embedded. Reads and decodes run in a small thread pool ahead of inference, so
-I/O and decoding hide behind the model; read-ahead is bounded, so memory stays flat however
-many objects a shard holds.
+Each object is fetched once. An image's one buffer is hashed, fully decoded (the corruptness
+check), measured and embedded; a video is streamed through the decoder once, and each sampled
+frame is measured and embedded. Reads and decodes run in worker threads ahead of inference
+(see `pipeline`), in a fixed order, so batches and results are the same on every run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
+from fsspec import AbstractFileSystem
 from numpy.typing import NDArray
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 
 from coresift import schema
 from coresift.embedding import Embedder
@@ -26,7 +28,26 @@ from coresift.errors import MediaError
 from coresift.images import channels_of, decode_image
 from coresift.listing import ObjectRef
 from coresift.metadata import image_metrics
-from coresift.storage import open_url
+from coresift.pipeline import OrderedProducer
+from coresift.storage import BlockReader, open_url
+from coresift.video import (
+    VIDEO_EXTENSIONS,
+    FrameSampling,
+    VideoError,
+    VideoLimits,
+    VideoOutcome,
+    decode_frames,
+)
+
+
+class ProcessingSettings(BaseModel):
+    """What decides the samples that processing produces (part of shard cache keys)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_image_pixels: int = 178_956_970
+    frames: FrameSampling = Field(default_factory=FrameSampling)
+    video_limits: VideoLimits = Field(default_factory=VideoLimits)
 
 
 def sample_id(uri: str, version: str, frame_index: int | None) -> str:
@@ -51,73 +72,148 @@ def shard_key(
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def is_video(uri: str) -> bool:
+    return os.path.splitext(uri.split("?")[0])[1].lower() in VIDEO_EXTENSIONS
+
+
 @dataclass
-class Decoded:
-    """One object after read and decode: its sample row (without embedding) and model input."""
+class Sample:
+    """One image or frame after decoding: its row (no embedding yet) and its model input."""
 
     row: dict[str, Any]
-    bytes_read: int
     model_input: NDArray[np.float32] | None = None
 
 
 @dataclass
+class ObjectDone:
+    """Closes an object's samples: its objects-table row and the bytes fetched for it."""
+
+    row: dict[str, Any]
+    bytes_read: int
+
+
+@dataclass
 class ShardResult:
-    """The samples of a shard and how many bytes were fetched to produce them."""
+    """The samples and object rows of a shard, and how many bytes were fetched."""
 
     samples: pa.Table
+    objects: pa.Table
     bytes_read: int
-    corrupt: list[str] = field(default_factory=list)
 
 
-def _read_and_decode(
-    ref: ObjectRef, embedder: Embedder, options: dict[str, Any], max_pixels: int
-) -> Decoded:
-    row: dict[str, Any] = {
-        "sample_id": sample_id(ref.uri, ref.version, None),
-        "uri": ref.uri,
-        "version": ref.version,
-        "frame_index": None,
-        "size_bytes": ref.size,
-        "model": embedder.identity,
-    }
-    fs, path = open_url(ref.uri, options)
-    try:
-        data = fs.cat_file(path)
-    except FileNotFoundError:
-        row["corrupt_reason"] = "object vanished between listing and reading"
-        return Decoded(row, 0)
-    except PermissionError:
-        row["corrupt_reason"] = "access denied reading the object"
-        return Decoded(row, 0)
-    row["content_hash"] = hashlib.sha256(data).hexdigest()
-    row["size_bytes"] = len(data)
-    try:
-        image = decode_image(data, ref.uri, max_pixels)
-    except MediaError as error:
-        row["corrupt_reason"] = str(error)
-        return Decoded(row, len(data))
-    row["channels"] = channels_of(image)
-    row.update(image_metrics(image))
-    return Decoded(row, len(data), embedder.preprocess(image))
+def _object_row(ref: ObjectRef, media: str) -> dict[str, Any]:
+    return {"uri": ref.uri, "version": ref.version, "size": ref.size, "media": media}
 
 
-def _decoded_in_order(
-    refs: Sequence[ObjectRef],
-    embedder: Embedder,
-    options: dict[str, Any],
-    max_pixels: int,
-    workers: int,
-    read_ahead: int,
-) -> Iterator[Decoded]:
-    """Decode objects in a thread pool, yielding in input order, at most read_ahead in flight."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="coresift-read") as pool:
-        pending: deque[Future[Decoded]] = deque()
-        for ref in refs:
-            pending.append(pool.submit(_read_and_decode, ref, embedder, options, max_pixels))
-            if len(pending) >= read_ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+class _Decoder:
+    """Turns one object into its samples and closing record, never raising for bad media."""
+
+    def __init__(self, embedder: Embedder, options: dict[str, Any], settings: ProcessingSettings):
+        self.embedder = embedder
+        self.options = options
+        self.settings = settings
+
+    def __call__(self, ref: ObjectRef) -> Iterator[Sample | ObjectDone]:
+        fs, path = open_url(ref.uri, self.options)
+        if is_video(ref.uri):
+            yield from self._video(ref, fs, path)
+        else:
+            yield from self._image(ref, fs, path)
+
+    def _sample_row(self, ref: ObjectRef, frame_index: int | None) -> dict[str, Any]:
+        return {
+            "sample_id": sample_id(ref.uri, ref.version, frame_index),
+            "uri": ref.uri,
+            "version": ref.version,
+            "frame_index": frame_index,
+            "model": self.embedder.identity,
+        }
+
+    def _measured(self, row: dict[str, Any], image: Image.Image) -> Sample:
+        row["channels"] = channels_of(image)
+        row.update(image_metrics(image))
+        return Sample(row, self.embedder.preprocess(image))
+
+    def _image(
+        self, ref: ObjectRef, fs: AbstractFileSystem, path: str
+    ) -> Iterator[Sample | ObjectDone]:
+        row = self._sample_row(ref, None)
+        done = _object_row(ref, "image")
+        try:
+            data = fs.cat_file(path)
+        except FileNotFoundError:
+            yield from self._unreadable(row, done, "object vanished between listing and reading")
+            return
+        except PermissionError:
+            yield from self._unreadable(row, done, "access denied reading the object")
+            return
+        row["content_hash"] = hashlib.sha256(data).hexdigest()
+        row["size_bytes"] = len(data)
+        try:
+            image = decode_image(data, ref.uri, self.settings.max_image_pixels)
+        except MediaError as error:
+            yield from self._unreadable(row, done, str(error), len(data))
+            return
+        yield self._measured(row, image)
+        yield ObjectDone({**done, "status": "ok"}, len(data))
+
+    def _unreadable(
+        self, row: dict[str, Any], done: dict[str, Any], reason: str, bytes_read: int = 0
+    ) -> Iterator[Sample | ObjectDone]:
+        row["corrupt_reason"] = reason
+        yield Sample(row)
+        yield ObjectDone({**done, "status": "corrupt", "reason": reason}, bytes_read)
+
+    def _video(
+        self, ref: ObjectRef, fs: AbstractFileSystem, path: str
+    ) -> Iterator[Sample | ObjectDone]:
+        done = _object_row(ref, "video")
+        try:
+            reader = BlockReader(fs, path, ref.size)
+        except FileNotFoundError:
+            yield from self._unreadable(
+                self._sample_row(ref, None), done, "object vanished between listing and reading"
+            )
+            return
+        except PermissionError:
+            yield from self._unreadable(
+                self._sample_row(ref, None), done, "access denied reading the object"
+            )
+            return
+        outcome = VideoOutcome()
+        with reader:
+            try:
+                if ref.size == 0:
+                    raise VideoError("empty file (0 bytes)")
+                for frame in decode_frames(
+                    cast(IO[bytes], reader),
+                    self.settings.frames,
+                    self.settings.video_limits,
+                    outcome,
+                ):
+                    row = self._sample_row(ref, frame.index)
+                    row["pts"] = frame.pts
+                    row["timestamp_s"] = frame.timestamp_s
+                    row["content_hash"] = hashlib.blake2b(
+                        frame.image.tobytes(), digest_size=16
+                    ).hexdigest()
+                    yield self._measured(row, frame.image)
+            except VideoError as error:
+                yield from self._unreadable(
+                    self._sample_row(ref, None), done, str(error), reader.fetched
+                )
+                return
+        info = outcome.info
+        yield ObjectDone(
+            {
+                **done,
+                "status": "ok",
+                "reason": outcome.stopped,
+                "frame_count": info.frame_count if info else None,
+                "duration_s": info.duration_s if info else None,
+            },
+            reader.fetched,
+        )
 
 
 def process_objects(
@@ -125,42 +221,44 @@ def process_objects(
     embedder: Embedder,
     *,
     options: dict[str, Any] | None = None,
-    max_pixels: int = 178_956_970,
+    settings: ProcessingSettings | None = None,
     workers: int = 2,
     batch_size: int = 16,
-    on_object: Callable[[Decoded], None] | None = None,
 ) -> ShardResult:
     """Read, check, measure and embed objects; corrupt ones become rows with a reason.
 
     Raises only for failures worth a retry (network, throttling): an unreadable or undecodable
     object is a recorded reason, never an exception.
     """
-    rows: list[dict[str, Any]] = []
-    batch_rows: list[dict[str, Any]] = []
-    batch_inputs: list[NDArray[np.float32]] = []
+    decoder = _Decoder(embedder, options or {}, settings or ProcessingSettings())
+    samples: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], NDArray[np.float32]]] = []
     bytes_read = 0
 
     def flush() -> None:
-        if batch_inputs:
-            embeddings = embedder.embed(np.stack(batch_inputs))
-            for batch_row, vector in zip(batch_rows, embeddings, strict=True):
-                batch_row["embedding"] = vector
-            batch_rows.clear()
-            batch_inputs.clear()
+        if pending:
+            vectors = embedder.embed(np.stack([model_input for _, model_input in pending]))
+            for (row, _), vector in zip(pending, vectors, strict=True):
+                row["embedding"] = vector
+            pending.clear()
 
-    for decoded in _decoded_in_order(
-        refs, embedder, options or {}, max_pixels, workers, read_ahead=max(2 * batch_size, workers)
-    ):
-        bytes_read += decoded.bytes_read
-        rows.append(decoded.row)
-        if decoded.model_input is not None:
-            batch_rows.append(decoded.row)
-            batch_inputs.append(decoded.model_input)
-            if len(batch_inputs) >= batch_size:
+    producer: OrderedProducer[ObjectRef, Sample | ObjectDone] = OrderedProducer(
+        refs, decoder, workers=workers, lookahead=2 * batch_size, queue_size=batch_size
+    )
+    for item in producer:
+        if isinstance(item, ObjectDone):
+            objects.append(item.row)
+            bytes_read += item.bytes_read
+            continue
+        samples.append(item.row)
+        if item.model_input is not None:
+            pending.append((item.row, item.model_input))
+            if len(pending) >= batch_size:
                 flush()
-        if on_object is not None:
-            on_object(decoded)
     flush()
-    table = pa.Table.from_pylist(rows, schema=schema.SAMPLES)
-    corrupt = [row["uri"] for row in rows if row.get("corrupt_reason")]
-    return ShardResult(table, bytes_read, corrupt)
+    return ShardResult(
+        pa.Table.from_pylist(samples, schema=schema.SAMPLES),
+        pa.Table.from_pylist(objects, schema=schema.OBJECTS),
+        bytes_read,
+    )

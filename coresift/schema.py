@@ -13,6 +13,8 @@ SAMPLES = pa.schema(
         ("uri", pa.string()),
         ("version", pa.string()),
         ("frame_index", pa.int64()),
+        ("pts", pa.int64()),
+        ("timestamp_s", pa.float64()),
         ("content_hash", pa.string()),
         ("size_bytes", pa.int64()),
         ("corrupt_reason", pa.string()),
@@ -37,6 +39,10 @@ OBJECTS = pa.schema(
         ("version", pa.string()),
         ("size", pa.int64()),
         ("status", pa.string()),  # ok | corrupt | gone
+        ("media", pa.string()),  # image | video
+        ("reason", pa.string()),  # why it is corrupt, or where a damaged video stopped
+        ("frame_count", pa.int64()),
+        ("duration_s", pa.float64()),
     ]
 )
 
@@ -46,6 +52,7 @@ TAGS = pa.schema(
         ("sample_id", pa.string()),
         ("rank", pa.int64()),
         ("distance", pa.float64()),
+        ("clip", pa.int64()),  # sequence selection: the clip a frame belongs to
     ]
 )
 

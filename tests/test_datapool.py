@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from coresift import schema
-from coresift.datapool import LOCK_NAME, Datapool, object_rows
+from coresift.datapool import LOCK_NAME, Datapool, gone_rows
 from coresift.errors import DatapoolBusyError
 from coresift.listing import ObjectRef
 from coresift.plan import plan_run
@@ -23,6 +23,16 @@ def _samples(*uris: str) -> pa.Table:
         for u in uris
     ]
     return pa.Table.from_pylist(rows, schema=schema.SAMPLES)
+
+
+def _objects(refs: list[ObjectRef], gone: tuple[str, ...] = ()) -> pa.Table:
+    rows = [
+        {"uri": r.uri, "version": r.version, "size": r.size, "status": "ok", "media": "image"}
+        for r in refs
+    ]
+    return pa.concat_tables(
+        [pa.Table.from_pylist(rows, schema=schema.OBJECTS), gone_rows(list(gone))]
+    )
 
 
 def _tags(run_id: str, sample_ids: list[str]) -> pa.Table:
@@ -43,7 +53,7 @@ def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str,
         return pool.commit(
             run_id=run_id,
             expected_version=pool.version(),
-            objects=object_rows(refs, samples, list(gone)),
+            objects=_objects(refs, gone),
             samples=samples,
             tags=_tags(run_id, samples.column("sample_id").to_pylist()[:1]),
             run_row=_run_row(run_id),
@@ -60,6 +70,7 @@ def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
         [ObjectRef(uri="a", version="2", size=5), ObjectRef(uri="c", version="1", size=1)],
         pool.objects(),
         pool.version(),
+        "epoch",
     )
     assert ([r.uri for r in plan.new], [r.uri for r in plan.changed], plan.gone) == (
         ["c"],
@@ -79,9 +90,7 @@ def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None
     pool._append("samples", schema.with_run_id(_samples("z"), "crashed"))
     pool._append(
         "objects",
-        schema.with_run_id(
-            object_rows([ObjectRef(uri="z", version="1", size=1)], _samples("z"), []), "crashed"
-        ),
+        schema.with_run_id(_objects([ObjectRef(uri="z", version="1", size=1)]), "crashed"),
     )
     assert set(pool.objects()) == {"a"}
     assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
@@ -108,7 +117,7 @@ def test_a_commit_after_someone_elses_fails_and_writes_nothing(workdir: Path) ->
         pool.commit(
             run_id="late",
             expected_version=-1,
-            objects=object_rows([ref], _samples("a"), []),
+            objects=_objects([ref]),
             samples=_samples("a"),
             tags=_tags("late", []),
             run_row=_run_row("late"),

@@ -1,0 +1,187 @@
+"""Video decoding straight from a file object: sampled frames, container facts, damage notes.
+
+PyAV reads the fsspec file object directly (no local copy, no extraction step), so one pass
+over the stream yields every sampled frame. Limits bound what a hostile file can cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import IO, Literal
+
+import av
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+
+
+class FrameSampling(BaseModel):
+    """Which frames of a video become samples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["all", "every_n", "fps", "keyframes"] = Field(
+        default="fps",
+        description="'all' frames, 'every_n'-th frame, a target 'fps', or 'keyframes' only "
+        "(fastest: the decoder skips every other frame).",
+    )
+    every_n: int = Field(default=10, ge=1, description="Keep every n-th frame (mode every_n).")
+    fps: float = Field(default=1.0, gt=0, le=1000, description="Frames per second (mode fps).")
+
+
+class VideoLimits(BaseModel):
+    """Bounds that keep a huge or hostile video from hanging a run or exhausting memory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_frames: int = Field(default=10_000, ge=1, description="Sampled frames per video at most.")
+    max_decoded_frames: int = Field(
+        default=1_000_000, ge=1, description="Frames decoded per video at most (sampled or not)."
+    )
+    max_seconds: float = Field(default=3600.0, gt=0, description="Decoding time per video at most.")
+    max_frame_pixels: int = Field(
+        default=50_000_000, ge=1, description="Videos with larger frames are refused."
+    )
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says, without decoding: frame count and duration when it has them."""
+
+    width: int
+    height: int
+    codec: str
+    frame_count: int | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    index: int
+    pts: int | None
+    timestamp_s: float
+    image: Image.Image
+
+
+@dataclass
+class VideoOutcome:
+    """Filled in while frames are yielded: why decoding stopped early, if it did."""
+
+    info: VideoInfo | None = None
+    stopped: str | None = None
+    sampled: int = 0
+
+
+class VideoError(Exception):
+    """The video cannot be opened or has no video stream; the message is the reason."""
+
+
+def _info(container: av.container.InputContainer) -> VideoInfo:
+    stream = container.streams.video[0]
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    return VideoInfo(
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        codec=stream.codec_context.name,
+        frame_count=stream.frames or None,
+        duration_s=duration,
+    )
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(25)
+
+
+def decode_frames(
+    file: IO[bytes], sampling: FrameSampling, limits: VideoLimits, outcome: VideoOutcome
+) -> Iterator[VideoFrame]:
+    """Yield the sampled frames of a video in presentation order.
+
+    Decoding errors after the first frame end the stream: the frames so far are kept and
+    `outcome.stopped` says where and why. A file with no decodable frame raises VideoError.
+
+    Raises:
+        VideoError: not a video, no video stream, frames too large, or no decodable frame.
+    """
+    try:
+        container = av.open(file, mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, OSError) as error:
+        raise VideoError(f"not a readable video: {error}") from None
+    with container:
+        if not container.streams.video:
+            raise VideoError("the file has no video stream")
+        info = _info(container)
+        outcome.info = info
+        if info.width * info.height > limits.max_frame_pixels:
+            raise VideoError(
+                f"frames of {info.width}x{info.height} exceed max_frame_pixels="
+                f"{limits.max_frame_pixels}"
+            )
+        stream = container.streams.video[0]
+        if sampling.mode == "keyframes":
+            stream.codec_context.skip_frame = "NONKEY"
+        rate = _frame_rate(stream)
+        time_base = stream.time_base or Fraction(1, 1)
+        started = time.monotonic()
+        decoded = 0
+        next_time = timestamp = 0.0
+        try:
+            for frame in container.decode(stream):
+                timestamp = float(
+                    frame.pts * time_base if frame.pts is not None else decoded / rate
+                )
+                index = round(timestamp * rate) if sampling.mode == "keyframes" else decoded
+                decoded += 1
+                if _sampled(sampling, index, timestamp, next_time):
+                    next_time = timestamp + 1.0 / sampling.fps
+                    outcome.sampled += 1
+                    yield VideoFrame(index, frame.pts, timestamp, frame.to_image())  # type: ignore[no-untyped-call]
+                    if outcome.sampled >= limits.max_frames:
+                        outcome.stopped = f"stopped at max_frames={limits.max_frames}"
+                        return
+                if decoded >= limits.max_decoded_frames:
+                    outcome.stopped = f"stopped at max_decoded_frames={limits.max_decoded_frames}"
+                    return
+                if time.monotonic() - started > limits.max_seconds:
+                    outcome.stopped = f"stopped at max_seconds={limits.max_seconds:g}"
+                    return
+        except (av.FFmpegError, ValueError, OSError) as error:
+            if decoded == 0:
+                raise VideoError(f"no decodable frame: {error}") from None
+            outcome.stopped = (
+                f"stream broke after frame {decoded - 1} (t={timestamp:.2f}s): {error}"
+            )
+            return
+        if decoded == 0:
+            raise VideoError("no decodable frame")
+        outcome.stopped = _ended_early(info, sampling, decoded, timestamp, rate)
+
+
+def _ended_early(
+    info: VideoInfo, sampling: FrameSampling, decoded: int, last: float, rate: Fraction
+) -> str | None:
+    """Where a stream that ended without an error fell short of what its container promised."""
+    if sampling.mode == "keyframes":
+        return None  # only keyframes were decoded: counts and end times say nothing
+    if info.frame_count and decoded < info.frame_count:
+        return f"stream ended after {decoded} of {info.frame_count} frames (t={last:.2f}s)"
+    if info.duration_s and last + 2 / rate < info.duration_s:
+        return f"stream ended at t={last:.2f}s of {info.duration_s:.2f}s"
+    return None
+
+
+def _sampled(sampling: FrameSampling, index: int, timestamp: float, next_time: float) -> bool:
+    if sampling.mode == "every_n":
+        return index % sampling.every_n == 0
+    if sampling.mode == "fps":
+        return timestamp + 1e-9 >= next_time
+    return True
