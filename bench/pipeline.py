@@ -69,6 +69,39 @@ def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     }
 
 
+def video_rate(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Frames per second of the pipeline on the bundled real clips, every frame sampled."""
+    from coresift.embedding import load_embedder
+    from coresift.listing import list_source
+    from coresift.process import ProcessingSettings, process_objects
+    from coresift.video import FrameSampling
+    from tests.media import REAL_CLIPS, real_clip
+
+    folder = work / "videos"
+    folder.mkdir()
+    for name in REAL_CLIPS:
+        (folder / name).write_bytes(real_clip(name))
+    embedder = load_embedder("efficientnet-lite0", args.runtime, args.threads)
+    refs = list_source(str(folder))
+    inputs = np.random.default_rng(0).normal(size=(256, 3, 224, 224)).astype(np.float32)
+    bare = bare_model_rate(embedder, inputs, args.batch_size)
+    start = time.perf_counter()
+    result = process_objects(
+        refs,
+        embedder,
+        settings=ProcessingSettings(frames=FrameSampling(mode="all")),
+        workers=args.decode_workers,
+        batch_size=args.batch_size,
+    )
+    rate = len(result.samples) / (time.perf_counter() - start)
+    return {
+        "video_frames": len(result.samples),
+        "video_pipeline_frames_per_s": round(rate, 1),
+        "video_pipeline_over_bare": round(rate / bare, 3),
+        "video_bytes_read_over_bytes_new": round(result.bytes_read / sum(r.size for r in refs), 4),
+    }
+
+
 def flow_runs(args: argparse.Namespace, folder: Path, work: Path) -> dict[str, float]:
     """Whole-flow numbers: bytes ratio of a first run, cost of an unchanged rerun."""
     from coresift.config import build_config
@@ -159,6 +192,7 @@ def main() -> None:
             "batch_size": args.batch_size,
         }
         results.update(pipeline_rate(args, folder))
+        results.update(video_rate(args, work))
         if not args.skip_flow:
             results.update(flow_runs(args, folder, work))
         if args.selection:
