@@ -16,7 +16,7 @@ from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from coresift.errors import SourceError
-from coresift.storage import full_url, open_url
+from coresift.storage import describe_error, full_url, is_access_denied, open_url
 from coresift.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset(
@@ -110,7 +110,10 @@ def version_of(info: dict[str, Any], local_path: str | None) -> str:
     if local_path is not None:
         stat = os.stat(local_path)
         return f"{stat.st_mtime_ns}-{stat.st_size}"
-    for key in ("VersionId", "generation", "etag", "ETag"):
+    if info.get("generation"):  # GCS: generation, plus the content hash where present
+        checksum = info.get("md5Hash") or info.get("crc32c") or ""
+        return f"{info['generation']}-{checksum}" if checksum else str(info["generation"])
+    for key in ("VersionId", "etag", "ETag"):
         value = info.get(key)
         if value not in (None, "", "null"):
             return str(value).strip('"')
@@ -130,8 +133,10 @@ def iter_objects(
         listing: dict[str, dict[str, Any]] = fs.find(root, detail=True)
     except FileNotFoundError:
         raise SourceError(f"source {full_url(fs, root)} does not exist") from None
-    except PermissionError:
-        raise SourceError(f"access denied listing {full_url(fs, root)}") from None
+    except PermissionError as error:
+        raise SourceError(
+            f"access denied listing {full_url(fs, root)}: {describe_error(error)}"
+        ) from None
     for path in sorted(listing):
         info = listing[path]
         if info.get("type") == "directory":
@@ -155,8 +160,40 @@ def list_source(
 ) -> list[ObjectRef]:
     """List the admitted objects of a source URL (recursively, all pages)."""
     fs, root = open_url(url, options)
+    probe_source(fs, root, url)
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
     object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
-    if not fs.exists(root):
-        raise SourceError(f"source {url} does not exist or cannot be reached")
     return list(iter_objects(fs, root, object_filter))
+
+
+def probe_source(fs: AbstractFileSystem, root: str, url: str) -> None:
+    """Fail with a message naming the URL if the source is missing or not readable.
+
+    Raises:
+        SourceError: the bucket or folder does not exist, access is denied (wrong or expired
+            credentials), or the store cannot be reached.
+    """
+    try:
+        found = fs.exists(root) and (fs.isdir(root) or fs.isfile(root))
+        if found and fs.isdir(root):
+            fs.ls(root, detail=False)  # stores answer exists() without checking read access
+    except FileNotFoundError:
+        found = False
+    except Exception as error:  # each SDK raises its own types; all become one clear message
+        if is_access_denied(error):
+            raise SourceError(
+                f"access denied to source {url}: check its credentials ({describe_error(error)})"
+            ) from None
+        raise SourceError(f"source {url} cannot be reached: {describe_error(error)}") from None
+    if not found:
+        bucket = root.split("/", 1)[0]
+        if "://" in url and not _exists_quietly(fs, bucket):
+            raise SourceError(f"source {url}: bucket or container {bucket!r} does not exist")
+        raise SourceError(f"source {url} does not exist")
+
+
+def _exists_quietly(fs: AbstractFileSystem, path: str) -> bool:
+    try:
+        return bool(fs.exists(path))
+    except (OSError, ValueError):
+        return False

@@ -7,7 +7,8 @@ from typing import Any
 from coresift.config import CurateConfig
 from coresift.datapool import Datapool
 from coresift.embedding import model_identity
-from coresift.errors import ConfigError, DatapoolBusyError, SourceError
+from coresift.errors import ConfigError, DatapoolBusyError
+from coresift.listing import probe_source
 from coresift.storage import open_url
 
 
@@ -27,12 +28,7 @@ def check_run(
     """
     model_identity(config.model)
     fs, root = open_url(config.source, source_options)
-    try:
-        reachable = fs.exists(root)
-    except (OSError, ValueError) as error:
-        raise SourceError(f"source {config.source} cannot be reached: {error}") from None
-    if not reachable:
-        raise SourceError(f"source {config.source} does not exist or cannot be reached")
+    probe_source(fs, root, config.source)
     datapool = Datapool(config.datapool, config.datapool_storage_options)
     busy = None if lock_held else datapool.is_locked_by_other()
     if busy:

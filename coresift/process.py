@@ -50,6 +50,9 @@ class ProcessingSettings(BaseModel):
     video_limits: VideoLimits = Field(default_factory=VideoLimits)
 
 
+VANISHED = "deleted between listing and reading"
+
+
 def sample_id(uri: str, version: str, frame_index: int | None) -> str:
     """Stable id of a sample: the same object version and frame always get the same id."""
     key = f"{uri}\n{version}\n{'' if frame_index is None else frame_index}"
@@ -142,7 +145,7 @@ class _Decoder:
         try:
             data = fs.cat_file(path)
         except FileNotFoundError:
-            yield from self._unreadable(row, done, "object vanished between listing and reading")
+            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
             return
         except PermissionError:
             yield from self._unreadable(row, done, "access denied reading the object")
@@ -171,9 +174,7 @@ class _Decoder:
         try:
             reader = BlockReader(fs, path, ref.size)
         except FileNotFoundError:
-            yield from self._unreadable(
-                self._sample_row(ref, None), done, "object vanished between listing and reading"
-            )
+            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
             return
         except PermissionError:
             yield from self._unreadable(

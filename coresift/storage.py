@@ -19,12 +19,37 @@ from fsspec.caching import BlockCache
 
 from coresift.errors import SourceError
 
+# gcsfs's experimental bucket-type probing stalls about 60 s per call against emulators and
+# buys nothing here; it is read when gcsfs is first imported.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
 _SECRET_KEY = re.compile(r"secret|password|token|key|credential|sas|signature", re.IGNORECASE)
 
 
 def redact(options: dict[str, Any]) -> dict[str, Any]:
     """Storage options safe to show: values of secret-looking keys replaced by '***'."""
     return {k: "***" if _SECRET_KEY.search(k) else v for k, v in options.items()}
+
+
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line reason from a storage error, with URL query strings (SAS tokens) removed."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return _QUERY.sub("?...", text)[:300]
+
+
+def is_access_denied(error: BaseException) -> bool:
+    """Whether a storage error means wrong, missing or expired credentials (401/403).
+
+    fsspec backends raise PermissionError for most of these, but the Azure and Google SDKs
+    also surface their own HTTP errors, which carry the status code.
+    """
+    if isinstance(error, PermissionError):
+        return True
+    status = getattr(error, "status_code", None) or getattr(error, "code", None)
+    return status in (401, 403)
 
 
 def protocol_of(url: str) -> str:

