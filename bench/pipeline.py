@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     parser.add_argument(
         "--selection",
-        default="200000x128x2000",
+        default="1000000x128x10000",
         help="POINTSxDIMSxCENTERS for the k-center timing ('' to skip)",
     )
     parser.add_argument("--skip-flow", action="store_true")
