@@ -324,11 +324,15 @@ class Datapool:
     ) -> int:
         """Append one run's rows, runs row last, and return the new datapool version.
 
-        Call it while holding `lock(run_id)`.
+        Call it while holding `lock(run_id)`. Safe to retry: an attempt that failed halfway
+        left rows that nobody reads, and they are removed before writing again; an attempt
+        that wrote its runs row is complete and is not repeated.
 
         Raises:
             DatapoolBusyError: another run committed since this one planned.
         """
+        if run_id in self.runs().column("run_id").to_pylist():
+            return self.version()
         current = self.version()
         if current != expected_version:
             raise DatapoolBusyError(
@@ -337,11 +341,20 @@ class Datapool:
                 "written; run again to process what is still new."
             )
         for name, table in (("samples", samples), ("objects", objects), ("tags", tags)):
+            self._drop_uncommitted(name, run_id)
             if len(table):
                 self._append(name, schema.with_run_id(table, run_id))
         run = {**run_row, "run_id": run_id, "sequence": len(self.runs())}
         self._append("runs", pa.Table.from_pylist([run], schema=schema.RUNS))
         return self.version()
+
+    def _drop_uncommitted(self, name: str, run_id: str) -> None:
+        """Delete rows an earlier, failed attempt of this (uncommitted) run appended."""
+        table = self._read(name, ["run_id"])
+        if table is not None and run_id in set(table.column("run_id").to_pylist()):
+            DeltaTable(self._table_uri(name), storage_options=self._delta_options).delete(
+                f"run_id = '{run_id}'"
+            )
 
     def _append(self, name: str, table: pa.Table) -> None:
         write_deltalake(

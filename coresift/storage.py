@@ -23,14 +23,6 @@ from coresift.errors import SourceError
 # buys nothing here; it is read when gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-_SECRET_KEY = re.compile(r"secret|password|token|key|credential|sas|signature", re.IGNORECASE)
-
-
-def redact(options: dict[str, Any]) -> dict[str, Any]:
-    """Storage options safe to show: values of secret-looking keys replaced by '***'."""
-    return {k: "***" if _SECRET_KEY.search(k) else v for k, v in options.items()}
-
-
 _QUERY = re.compile(r"\?[^\s'\"]*")
 
 

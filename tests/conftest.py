@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,35 +62,32 @@ def _bucket_name(request: pytest.FixtureRequest) -> str:
     return f"t-{name[:40].strip('-')}-{os.getpid()}"
 
 
+def _fresh_bucket(filesystem: Any, name: str) -> str:
+    filesystem.clear_instance_cache()  # clients are cached per arguments, not per environment
+    filesystem().mkdir(name)
+    return name
+
+
 @pytest.fixture
 def s3_bucket(s3_server: str, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty bucket per test."""
+    """A fresh, empty bucket per test (likewise gcs_bucket and azure_container)."""
     import s3fs
 
-    name = _bucket_name(request)
-    s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir(name)
-    return name
+    return _fresh_bucket(s3fs.S3FileSystem, _bucket_name(request))
 
 
 @pytest.fixture
 def gcs_bucket(gcs_server: str, request: pytest.FixtureRequest) -> str:
     import gcsfs
 
-    name = _bucket_name(request)
-    gcsfs.GCSFileSystem.clear_instance_cache()
-    gcsfs.GCSFileSystem().mkdir(name)
-    return name
+    return _fresh_bucket(gcsfs.GCSFileSystem, _bucket_name(request))
 
 
 @pytest.fixture
 def azure_container(azurite_server: str, request: pytest.FixtureRequest) -> str:
     import adlfs
 
-    name = _bucket_name(request)[:63].rstrip("-")
-    adlfs.AzureBlobFileSystem.clear_instance_cache()
-    adlfs.AzureBlobFileSystem().mkdir(name)
-    return name
+    return _fresh_bucket(adlfs.AzureBlobFileSystem, _bucket_name(request)[:63].rstrip("-"))
 
 
 @pytest.fixture

@@ -97,6 +97,16 @@ def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None
     assert pool.version() == 0
 
 
+def test_a_retried_commit_writes_each_row_once(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    ref = ObjectRef(uri="a", version="1", size=3)
+    pool._append("samples", schema.with_run_id(_samples("a"), "r1"))  # a first attempt died here
+    assert _commit(pool, "r1", [ref]) == 0
+    assert _commit(pool, "r1", [ref]) == 0  # a retry after the runs row landed changes nothing
+    assert len(pool.samples(["uri"])) == 1
+    assert len(pool.runs()) == 1
+
+
 def test_a_second_writer_fails_clearly(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
     with (
