@@ -111,7 +111,10 @@ class Datapool:
     def _table_uri(self, name: str) -> str:
         return f"{self.url}/{name}"
 
-    def _read(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+    def _read(
+        self, name: str, columns: list[str] | None = None, where: pc.Expression | None = None
+    ) -> pa.Table | None:
+        """A table's committed and uncommitted rows (callers filter by run), or None if absent."""
         try:
             table = DeltaTable(self._table_uri(name), storage_options=self._delta_options)
         except TableNotFoundError:
@@ -120,7 +123,7 @@ class Datapool:
             raise DatapoolError(
                 f"cannot read datapool table {self._table_uri(name)}: {error}"
             ) from None
-        return table.to_pyarrow_table(columns=columns)
+        return table.to_pyarrow_dataset().to_table(columns=columns, filter=where)
 
     def version(self) -> int:
         """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
@@ -156,11 +159,19 @@ class Datapool:
             states[uri] = ObjectState(version, status, run_id)  # later commits overwrite
         return states
 
-    def samples(self, columns: list[str] | None = None) -> pa.Table:
-        """Samples of the current version of every object that is not gone."""
+    def samples(
+        self, columns: list[str] | None = None, sample_ids: set[str] | None = None
+    ) -> pa.Table:
+        """Samples of the current version of every object that is not gone.
+
+        Args:
+            columns: the columns to read (all by default).
+            sample_ids: read only these samples (filtered inside the scan).
+        """
         current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
         names = columns or schema.SAMPLES.names
-        table = self._read("samples", sorted({*names, "uri", "run_id", "sample_id"}))
+        where = None if sample_ids is None else pc.field("sample_id").isin(sorted(sample_ids))
+        table = self._read("samples", sorted({*names, "uri", "run_id", "sample_id"}), where)
         if table is None or not current:
             return schema.SAMPLES.empty_table().select(names)
         row_keys = pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")

@@ -158,9 +158,7 @@ def select_samples(
     samples = _run_table(datapool, shards, "samples")
     earlier = schema.SAMPLES.empty_table()
     if not config.process_all:
-        current = datapool.samples()
-        picked = pa.array(sorted(datapool.selected_sample_ids()), pa.string())
-        earlier = current.filter(pc.is_in(current.column("sample_id"), value_set=picked))
+        earlier = datapool.samples(sample_ids=datapool.selected_sample_ids())
     picks = choose(
         samples,
         earlier,
