@@ -1,5 +1,6 @@
-# coresift: runs the curate flow (CLI or Prefect worker). Dependency ranges come from
-# pyproject.toml, so the image gets current releases within them.
+# coresift: the CLI, the notification bridges, and the flows for Docker work pools
+# (`prefect worker start ...`). Dependency ranges come from pyproject.toml, so the image gets
+# current releases within them.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1 \
-    CORESIFT_CACHE=/opt/coresift/cache
+    CORESIFT_CACHE=/opt/coresift/cache \
+    CORESIFT_PROJECT_DIR=/opt/coresift
 
 WORKDIR /opt/coresift
 COPY pyproject.toml README.md ./

@@ -31,6 +31,12 @@ from coresift.errors import DatapoolBusyError, DatapoolError
 from coresift.storage import is_local, open_url
 
 LOCK_NAME = "_coresift.lock"
+_SCHEMAS = {
+    "objects": schema.OBJECTS,
+    "samples": schema.SAMPLES,
+    "tags": schema.TAGS,
+    "runs": schema.RUNS,
+}
 TABLES = ("objects", "samples", "tags", "runs")
 
 
@@ -114,7 +120,11 @@ class Datapool:
     def _read(
         self, name: str, columns: list[str] | None = None, where: pc.Expression | None = None
     ) -> pa.Table | None:
-        """A table's committed and uncommitted rows (callers filter by run), or None if absent."""
+        """A table's committed and uncommitted rows (callers filter by run), or None if absent.
+
+        Columns that an older coresift did not write come back as nulls, so datapools
+        outlive schema additions.
+        """
         try:
             table = DeltaTable(self._table_uri(name), storage_options=self._delta_options)
         except TableNotFoundError:
@@ -123,7 +133,17 @@ class Datapool:
             raise DatapoolError(
                 f"cannot read datapool table {self._table_uri(name)}: {error}"
             ) from None
-        return table.to_pyarrow_dataset().to_table(columns=columns, filter=where)
+        present = {field.name for field in table.schema().fields}
+        names = _SCHEMAS[name].names
+        wanted = columns or (names if "run_id" in names else [*names, "run_id"])
+        rows = table.to_pyarrow_dataset().to_table(
+            columns=[c for c in wanted if c in present], filter=where
+        )
+        for column in wanted:
+            if column not in present:
+                kind = _SCHEMAS[name].field(column).type
+                rows = rows.append_column(pa.field(column, kind), pa.nulls(len(rows), kind))
+        return rows.select(wanted)
 
     def version(self) -> int:
         """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
@@ -369,7 +389,11 @@ class Datapool:
 
     def _append(self, name: str, table: pa.Table) -> None:
         write_deltalake(
-            self._table_uri(name), table, mode="append", storage_options=self._delta_options
+            self._table_uri(name),
+            table,
+            mode="append",
+            schema_mode="merge",  # columns added by newer versions join the table's schema
+            storage_options=self._delta_options,
         )
 
 

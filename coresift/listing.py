@@ -124,7 +124,7 @@ def version_of(info: dict[str, Any], local_path: str | None) -> str:
 
 
 def iter_objects(
-    fs: AbstractFileSystem, root: str, object_filter: ObjectFilter
+    fs: AbstractFileSystem, root: str, object_filter: ObjectFilter, scheme: str | None = None
 ) -> Iterator[ObjectRef]:
     """Every admitted object under root, in a stable (sorted) order."""
     local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
@@ -145,7 +145,7 @@ def iter_objects(
         if not object_filter.admits(relative, info):
             continue
         yield ObjectRef(
-            uri=full_url(fs, path),
+            uri=full_url(fs, path, scheme),
             version=version_of(info, path if local else None),
             size=int(info.get("size") or 0),
         )
@@ -163,7 +163,8 @@ def list_source(
     probe_source(fs, root, url)
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
     object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
-    return list(iter_objects(fs, root, object_filter))
+    scheme = url.split("://", 1)[0] if "://" in url else None
+    return list(iter_objects(fs, root, object_filter, scheme))
 
 
 def probe_source(fs: AbstractFileSystem, root: str, url: str) -> None:

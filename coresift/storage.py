@@ -65,9 +65,12 @@ def open_url(url: str, options: dict[str, Any] | None = None) -> tuple[AbstractF
     return fs, path
 
 
-def full_url(fs: AbstractFileSystem, path: str) -> str:
-    """A path as a URL that `open_url` accepts again (plain absolute path when local)."""
-    return path if _is_local_fs(fs) else str(fs.unstrip_protocol(path))
+def full_url(fs: AbstractFileSystem, path: str, scheme: str | None = None) -> str:
+    """A path as a URL that `open_url` accepts again: a plain absolute path when local, else
+    with the scheme the user wrote (az:// stays az://, though adlfs's own name is abfs)."""
+    if _is_local_fs(fs):
+        return path
+    return f"{scheme}://{path}" if scheme else str(fs.unstrip_protocol(path))
 
 
 def _is_local_fs(fs: AbstractFileSystem) -> bool:

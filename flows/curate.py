@@ -14,6 +14,7 @@ from coresift.config import CurateConfig
 from coresift.datapool import Datapool
 from coresift.plan import shards
 from coresift.summary import RunSummary
+from tasks.concurrency import datapool_slot
 from tasks.curate import (
     commit_run,
     list_objects,
@@ -41,7 +42,8 @@ def curate(config: CurateConfig) -> RunSummary:
     tag = config.tag or run_id
     started_at = datetime.now(UTC).isoformat()
     seconds: dict[str, float] = {}
-    with Datapool(config.datapool, config.datapool_storage_options).lock(run_id):
+    datapool = Datapool(config.datapool, config.datapool_storage_options)
+    with datapool_slot(datapool.url), datapool.lock(run_id):
         with _stage(seconds, "list"):
             listing = list_objects(config)
         with _stage(seconds, "plan"):

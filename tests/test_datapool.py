@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,20 @@ def test_a_retried_commit_writes_each_row_once(workdir: Path) -> None:
     assert _commit(pool, "r1", [ref]) == 0  # a retry after the runs row landed changes nothing
     assert len(pool.samples(["uri"])) == 1
     assert len(pool.runs()) == 1
+
+
+def test_a_datapool_from_before_a_column_was_added_still_works(workdir: Path) -> None:
+    pool = Datapool(str(workdir / "pool"))
+    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    old_tags = pool.tags().drop_columns(["clip"])  # as an earlier coresift wrote them
+    shutil.rmtree(workdir / "pool" / "tags")
+    from deltalake import write_deltalake
+
+    write_deltalake(str(workdir / "pool" / "tags"), old_tags)
+    assert pool.tags().column("clip").null_count == 1
+    assert [t["tag"] for t in pool.tag_summary()] == ["t-r1"]
+    _commit(pool, "r2", [ObjectRef(uri="b", version="1", size=3)])  # merges the new column in
+    assert pool.tags().column("clip").to_pylist() == [None, None]
 
 
 def test_a_second_writer_fails_clearly(workdir: Path) -> None:
