@@ -116,12 +116,26 @@ def stack(
         os.environ.pop("PUBSUB_EMULATOR_HOST", None)
 
 
-def _curate_runs() -> list[Any]:
+def _curate_runs(datapool: Path) -> list[Any]:
+    """Flow runs of curate on one datapool (other tests' runs share this Prefect server)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["curate"])))
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["curate"])))
+    return [r for r in runs if r.parameters.get("config", {}).get("datapool") == str(datapool)]
+
+
+def _triggered(runs: list[Any], source: str) -> list[Any]:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name("curate/curate-on-upload")
+    return [
+        r
+        for r in runs
+        if r.deployment_id == deployment.id and r.parameters["config"]["source"] == source
+    ]
 
 
 def _wait_for_objects(datapool: Path, prefix: str, count: int, timeout: float = 240) -> None:
@@ -134,9 +148,9 @@ def _wait_for_objects(datapool: Path, prefix: str, count: int, timeout: float = 
     servers.wait_until(arrived, f"{count} objects under {prefix} in the datapool", timeout=timeout)
 
 
-def _assert_few_runs_without_overlap(before: set[Any]) -> None:
-    runs = _curate_runs()
-    assert 1 <= len([r for r in runs if r.id not in before]) <= 3
+def _assert_few_runs_without_overlap(stack: Stack, before: set[Any], source: str) -> None:
+    runs = _curate_runs(stack.datapool)
+    assert 1 <= len(_triggered([r for r in runs if r.id not in before], source)) <= 3
     spans = sorted((r.start_time, r.end_time) for r in runs if r.start_time)
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None and end <= start, "two curate runs overlapped on one datapool"
@@ -160,7 +174,7 @@ def test_a_burst_of_s3_uploads_becomes_one_or_a_few_runs(stack: Stack) -> None:
     log = stack.bridge(
         "s3", queue_url, "s3://incoming", {**MOTO_ENV, "AWS_ENDPOINT_URL": stack.moto}
     )
-    before = {r.id for r in _curate_runs()}
+    before = {r.id for r in _curate_runs(stack.datapool)}
 
     start = time.monotonic()
     for i in range(20):
@@ -173,7 +187,7 @@ def test_a_burst_of_s3_uploads_becomes_one_or_a_few_runs(stack: Stack) -> None:
     text = log.read_text()
     assert text.count("object created: s3://incoming/burst/") == 20
     assert "'malformed': 2" in text  # survived and counted
-    _assert_few_runs_without_overlap(before)
+    _assert_few_runs_without_overlap(stack, before, "s3://incoming")
 
 
 def test_gcs_uploads_reach_the_datapool_through_pub_sub(stack: Stack) -> None:
@@ -184,12 +198,12 @@ def test_gcs_uploads_reach_the_datapool_through_pub_sub(stack: Stack) -> None:
     )
     fs = gcsfs.GCSFileSystem(endpoint_url=stack.gcs, token="anon", project=GCP_PROJECT)
     fs.mkdir("gcs-incoming")
-    before = {r.id for r in _curate_runs()}
+    before = {r.id for r in _curate_runs(stack.datapool)}
     for i in range(20):
         fs.pipe_file(f"gcs-incoming/in/{i:02d}.jpg", jpeg_bytes(distinct_image(100 + i)))
     _wait_for_objects(stack.datapool, "gs://gcs-incoming/in/", 20)
     assert log.read_text().count("object created: gs://gcs-incoming/in/") == 20
-    _assert_few_runs_without_overlap(before)
+    _assert_few_runs_without_overlap(stack, before, "gs://gcs-incoming")
 
 
 def _event_grid(blob_url: str, size: int) -> str:
@@ -235,7 +249,7 @@ def test_azure_event_grid_messages_reach_the_datapool_through_a_storage_queue(
     fs = adlfs.AzureBlobFileSystem(connection_string=azurite_server)
     fs.mkdir("az-incoming")
     endpoint = azurite_server.split("BlobEndpoint=")[1].rstrip(";")
-    before = {r.id for r in _curate_runs()}
+    before = {r.id for r in _curate_runs(stack.datapool)}
     for i in range(20):
         data = jpeg_bytes(distinct_image(200 + i))
         fs.pipe_file(f"az-incoming/in/{i:02d}.jpg", data)
@@ -244,7 +258,7 @@ def test_azure_event_grid_messages_reach_the_datapool_through_a_storage_queue(
     text = log.read_text()
     assert text.count("object created: az://az-incoming/in/") == 20
     assert "'malformed': 1" in text
-    _assert_few_runs_without_overlap(before)
+    _assert_few_runs_without_overlap(stack, before, "az://az-incoming")
 
 
 def test_manual_runs_take_parameters_and_reject_invalid_ones(stack: Stack) -> None:
