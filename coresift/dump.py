@@ -43,10 +43,13 @@ def frame_file_name(uri: str, frame_index: int, image_format: ImageFormat) -> st
 
 def read_frames(
     fs: AbstractFileSystem, path: str, targets: list[tuple[int, int | None]]
-) -> dict[int, Image.Image]:
+) -> tuple[dict[int, Image.Image], int]:
     """Decode the frames with the given (frame_index, pts), seeking to each one.
 
     Frames without pts are found by counting from the start of the stream.
+
+    Returns:
+        The frames by index, and how many bytes were fetched from the store.
     """
     found: dict[int, Image.Image] = {}
     size = int(fs.size(path))
@@ -70,7 +73,7 @@ def read_frames(
                     found[position] = frame.to_image()  # type: ignore[no-untyped-call]
                 if len(found) == len(targets):
                     break
-    return found
+    return found, reader.fetched
 
 
 def _save(image: Image.Image, image_format: ImageFormat) -> bytes:
@@ -108,7 +111,9 @@ def dump_tag(
     for uri, picked in frames_by_video.items():
         src_fs, src_path = open_url(uri, source_options)
         try:
-            images = read_frames(src_fs, src_path, [(p["frame_index"], p["pts"]) for p in picked])
+            images, _ = read_frames(
+                src_fs, src_path, [(p["frame_index"], p["pts"]) for p in picked]
+            )
         except (av.FFmpegError, OSError) as error:
             raise SourceError(f"cannot read frames of {uri}: {error}") from None
         for pick in picked:

@@ -223,3 +223,28 @@ def test_dump_writes_frames_whose_pixels_match_the_decoded_frames(workdir: Path)
         assert row["file"] == f"bikes_frame{row['frame_index']:06d}.png"
         assert np.array_equal(np.asarray(Image.open(written)), decoded[row["frame_index"]])
         assert row["timestamp_s"] == pytest.approx(row["frame_index"] / 25)
+
+
+def test_dumping_one_frame_reads_only_the_ranges_it_needs(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 32 KiB blocks, fetching one mid-clip frame of bikes.mp4 (500 KB) skips most blocks."""
+    import fsspec
+
+    from coresift import storage
+    from coresift.dump import read_frames
+
+    monkeypatch.setattr(storage, "STREAM_BLOCK_SIZE", 32 * 1024)
+    path = workdir / "bikes.mp4"
+    path.write_bytes(real_clip("bikes.mp4"))
+    everything = {
+        f.index: f
+        for f in decode_frames(
+            io.BytesIO(path.read_bytes()), FrameSampling(mode="all"), VideoLimits(), VideoOutcome()
+        )
+    }
+    target = everything[40]
+    frames, fetched = read_frames(fsspec.filesystem("file"), str(path), [(40, target.pts)])
+    assert np.array_equal(np.asarray(frames[40]), np.asarray(target.image))
+    print(f"\nbikes.mp4: {fetched} of {path.stat().st_size} bytes fetched to dump frame 40")
+    assert fetched < 0.5 * path.stat().st_size
