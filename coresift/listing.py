@@ -16,7 +16,7 @@ from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from coresift.errors import SourceError
-from coresift.storage import describe_error, full_url, is_access_denied, open_url
+from coresift.storage import describe_error, full_url, is_access_denied, is_local_fs, open_url
 from coresift.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = frozenset(
@@ -127,7 +127,7 @@ def iter_objects(
     fs: AbstractFileSystem, root: str, object_filter: ObjectFilter, scheme: str | None = None
 ) -> Iterator[ObjectRef]:
     """Every admitted object under root, in a stable (sorted) order."""
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    local = is_local_fs(fs)
     root = root.rstrip("/")
     try:
         listing: dict[str, dict[str, Any]] = fs.find(root, detail=True)

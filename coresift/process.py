@@ -17,7 +17,6 @@ from typing import IO, Any, cast
 
 import numpy as np
 import pyarrow as pa
-from fsspec import AbstractFileSystem
 from numpy.typing import NDArray
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
@@ -118,10 +117,21 @@ class _Decoder:
 
     def __call__(self, ref: ObjectRef) -> Iterator[Sample | ObjectDone]:
         fs, path = open_url(ref.uri, self.options)
-        if is_video(ref.uri):
-            yield from self._video(ref, fs, path)
+        video = is_video(ref.uri)
+        done = _object_row(ref, "video" if video else "image")
+        try:  # the first fetch: where a vanished or forbidden object shows itself
+            source = BlockReader(fs, path, ref.size) if video else fs.cat_file(path)
+        except FileNotFoundError:
+            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
+            return
+        except PermissionError:
+            row = self._sample_row(ref, None)
+            yield from self._unreadable(row, done, "access denied reading the object")
+            return
+        if isinstance(source, BlockReader):
+            yield from self._video(ref, source, done)
         else:
-            yield from self._image(ref, fs, path)
+            yield from self._image(ref, bytes(source), done)
 
     def _sample_row(self, ref: ObjectRef, frame_index: int | None) -> dict[str, Any]:
         return {
@@ -138,18 +148,9 @@ class _Decoder:
         return Sample(row, self.embedder.preprocess(image))
 
     def _image(
-        self, ref: ObjectRef, fs: AbstractFileSystem, path: str
+        self, ref: ObjectRef, data: bytes, done: dict[str, Any]
     ) -> Iterator[Sample | ObjectDone]:
         row = self._sample_row(ref, None)
-        done = _object_row(ref, "image")
-        try:
-            data = fs.cat_file(path)
-        except FileNotFoundError:
-            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
-            return
-        except PermissionError:
-            yield from self._unreadable(row, done, "access denied reading the object")
-            return
         row["content_hash"] = hashlib.sha256(data).hexdigest()
         row["size_bytes"] = len(data)
         try:
@@ -168,19 +169,8 @@ class _Decoder:
         yield ObjectDone({**done, "status": "corrupt", "reason": reason}, bytes_read)
 
     def _video(
-        self, ref: ObjectRef, fs: AbstractFileSystem, path: str
+        self, ref: ObjectRef, reader: BlockReader, done: dict[str, Any]
     ) -> Iterator[Sample | ObjectDone]:
-        done = _object_row(ref, "video")
-        try:
-            reader = BlockReader(fs, path, ref.size)
-        except FileNotFoundError:
-            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
-            return
-        except PermissionError:
-            yield from self._unreadable(
-                self._sample_row(ref, None), done, "access denied reading the object"
-            )
-            return
         outcome = VideoOutcome()
         with reader:
             try:

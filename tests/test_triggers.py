@@ -93,7 +93,9 @@ def stack(
         moto = exits.enter_context(servers.moto(work))
         pubsub = exits.enter_context(servers.pubsub_emulator(work, GCP_PROJECT))
         _create_subscription(pubsub)
-        gcs = exits.enter_context(servers.fake_gcs_publishing(work, pubsub, GCP_PROJECT, "uploads"))
+        gcs = exits.enter_context(
+            servers.fake_gcs(work, publish_to=(pubsub, GCP_PROJECT, "uploads"))
+        )
         queues = exits.enter_context(servers.azurite_queue(work))
         env = {
             "CORESIFT_SOURCE": "s3://incoming",

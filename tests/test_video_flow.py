@@ -30,26 +30,12 @@ def _write_real_clips(folder: Path) -> int:
     return sum(len(real_clip(n)) for n in REAL_CLIPS)
 
 
-@pytest.fixture(params=["local", "s3"])
-def video_source(
-    request: pytest.FixtureRequest, workdir: Path
-) -> tuple[str, Callable[[Path], None]]:
-    if request.param == "local":
-        return str(workdir / "videos"), lambda folder: None
-    import s3fs
-
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/videos", lambda folder: s3fs.S3FileSystem().put(
-        f"{folder}/", f"{bucket}/videos/", recursive=True
-    )
-
-
 def test_three_real_videos_are_read_once_and_picks_span_them_all(
-    video_source: tuple[str, Callable[[Path], None]], workdir: Path
+    local_or_s3: tuple[str, Path, Callable[[], None]], workdir: Path
 ) -> None:
-    source, sync = video_source
-    total = _write_real_clips(workdir / "videos")
-    sync(workdir / "videos")
+    source, folder, sync = local_or_s3
+    total = _write_real_clips(folder)
+    sync()
     pool = str(workdir / "pool")
     run = curate_once(source, pool, n_samples=12, tag="t")
     assert (run.objects_new, run.samples_corrupt, run.samples_selected) == (3, 0, 12)
