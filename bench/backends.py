@@ -31,14 +31,16 @@ def _upload(folder: Path, url: str) -> None:
 
 
 def measure(url: str, args: argparse.Namespace, bare: float) -> dict[str, float]:
+    from coresift.config import ProcessingConfig
     from coresift.embedding import load_embedder
     from coresift.listing import list_source
     from coresift.process import process_objects
 
     embedder = load_embedder("efficientnet-lite0", "onnx", args.threads)
     refs = list_source(url)
+    processing = ProcessingConfig(threads=args.threads, decode_workers=args.decode_workers)
     start = time.perf_counter()
-    result = process_objects(refs, embedder, workers=args.decode_workers, batch_size=16)
+    result = process_objects(refs, embedder, processing=processing)
     rate = len(refs) / (time.perf_counter() - start)
     return {
         "img_per_s": round(rate, 1),
@@ -48,7 +50,7 @@ def measure(url: str, args: argparse.Namespace, bare: float) -> dict[str, float]
 
 
 def main() -> None:
-    from tests import servers
+    from coresift.testing import servers
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=150)

@@ -14,9 +14,12 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from coresift.config import ProcessingConfig
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -24,7 +27,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 def make_images(folder: Path, count: int, size: tuple[int, int]) -> int:
     """count distinct JPEGs of the given size, cropped from the bundled real photos."""
-    from tests.media import distinct_image, jpeg_bytes
+    from coresift.testing.media import distinct_image, jpeg_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     total = 0
@@ -44,6 +47,18 @@ def bare_model_rate(embedder: Any, inputs: np.ndarray, batch_size: int) -> float
     return len(inputs) / (time.perf_counter() - start)
 
 
+def _processing(args: argparse.Namespace) -> ProcessingConfig:
+    """The processing settings the benchmark's flags choose."""
+    from coresift.config import ProcessingConfig
+
+    return ProcessingConfig(
+        runtime=args.runtime,
+        threads=args.threads,
+        decode_workers=args.decode_workers,
+        batch_size=args.batch_size,
+    )
+
+
 def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     from PIL import Image
 
@@ -56,9 +71,7 @@ def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     inputs = np.stack([embedder.preprocess(Image.open(ref.uri)) for ref in refs])
     bare = bare_model_rate(embedder, inputs, args.batch_size)
     start = time.perf_counter()
-    result = process_objects(
-        refs, embedder, workers=args.decode_workers, batch_size=args.batch_size
-    )
+    result = process_objects(refs, embedder, processing=_processing(args))
     elapsed = time.perf_counter() - start
     pipeline = len(refs) / elapsed
     return {
@@ -71,11 +84,11 @@ def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
 
 def video_rate(args: argparse.Namespace, work: Path) -> dict[str, float]:
     """Frames per second of the pipeline on the bundled real clips, every frame sampled."""
+    from coresift.config import FrameSampling
     from coresift.embedding import load_embedder
     from coresift.listing import list_source
-    from coresift.process import ProcessingSettings, process_objects
-    from coresift.video import FrameSampling
-    from tests.media import REAL_CLIPS, real_clip
+    from coresift.process import process_objects
+    from coresift.testing.media import REAL_CLIPS, real_clip
 
     folder = work / "videos"
     folder.mkdir()
@@ -86,13 +99,8 @@ def video_rate(args: argparse.Namespace, work: Path) -> dict[str, float]:
     inputs = np.random.default_rng(0).normal(size=(256, 3, 224, 224)).astype(np.float32)
     bare = bare_model_rate(embedder, inputs, args.batch_size)
     start = time.perf_counter()
-    result = process_objects(
-        refs,
-        embedder,
-        settings=ProcessingSettings(frames=FrameSampling(mode="all")),
-        workers=args.decode_workers,
-        batch_size=args.batch_size,
-    )
+    processing = _processing(args).model_copy(update={"frames": FrameSampling(mode="all")})
+    result = process_objects(refs, embedder, processing=processing)
     rate = len(result.samples) / (time.perf_counter() - start)
     return {
         "video_frames": len(result.samples),
@@ -111,13 +119,10 @@ def flow_runs(args: argparse.Namespace, folder: Path, work: Path) -> dict[str, f
     def run(source: Path, pool: Path) -> tuple[Any, float]:
         config = build_config(
             {
-                "source": str(source),
-                "datapool": str(pool),
-                "n_samples": 10,
-                "runtime": args.runtime,
-                "threads": args.threads,
-                "decode_workers": args.decode_workers,
-                "batch_size": args.batch_size,
+                "source": {"url": str(source)},
+                "datapool": {"url": str(pool)},
+                "selection": {"n_samples": 10},
+                "processing": _processing(args).model_dump(),
             }
         )
         start = time.perf_counter()

@@ -1,7 +1,9 @@
-"""The one typed configuration of a curation run.
+"""The one typed configuration of a curation run, grouped into sections that read as a form.
 
-The flow `curate` takes it as its parameter (the Prefect UI renders it as a form) and the CLI
-builds the same model, so both validate identically and fail before any work.
+The flow `curate` takes it as its parameter (the Prefect UI renders it as a form, one section
+per group) and the CLI builds the same model, so both validate identically and fail before any
+work. This module is a leaf: it imports no media, Arrow or orchestration library, so a form,
+a CLI or a scheduler can validate a config cheaply.
 """
 
 from __future__ import annotations
@@ -12,55 +14,73 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from coresift.errors import ConfigError
-from coresift.process import ProcessingSettings
-from coresift.video import FrameSampling, VideoLimits
 
 DEFAULT_DATAPOOL = "./datapool"
+DEFAULT_MODEL = "efficientnet-lite0"
+TAG_CHARACTERS = "letters, digits, '.', '_' and '-'"
 
 
 def _cores() -> int:
     return os.cpu_count() or 2
 
 
-DEFAULT_MODEL = "efficientnet-lite0"
+def _form_friendly(schema: dict[str, Any]) -> None:
+    """Show optional fields as their type, not as 'X or null': the Prefect UI renders the null
+    branch of `anyOf` as a confusing 'Property is type None'. Leaving a field empty in the
+    form still means None, since the field is not required."""
+    for field in schema.get("properties", {}).values():
+        branches = field.get("anyOf")
+        if not branches:
+            continue
+        kept = [branch for branch in branches if branch.get("type") != "null"]
+        if len(kept) < len(branches):
+            del field["anyOf"]
+            if len(kept) == 1:
+                field.update(kept[0])
+            else:
+                field["anyOf"] = kept
+            if field.get("default", 0) is None:
+                del field["default"]
 
 
-class CurateConfig(BaseModel):
-    """What to curate, where to record it, and how to process and select."""
+class Section(BaseModel):
+    """A group of settings: unknown fields are errors, values never change after validation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_form_friendly)
 
-    source: str = Field(
-        description="URL of the images, listed recursively: a local folder, s3://bucket/prefix."
+
+class Location(Section):
+    """A URL and how to reach it: the one model for the source, the datapool and every output."""
+
+    url: str = Field(
+        description="A local folder or path, s3://bucket/prefix, gs://bucket/prefix, or "
+        "az://container/prefix."
     )
-    datapool: str = Field(
-        default=DEFAULT_DATAPOOL,
-        description="URL of the datapool folder that remembers processed objects and selections.",
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options (endpoint_url, region, ...). Keep secrets in environment "
+        "variables or a Prefect Secret block, not here.",
     )
-    n_samples: int | None = Field(
-        default=None, ge=0, description="How many new samples to select (earlier picks excluded)."
-    )
-    min_distance: float | None = Field(
+    block: str | None = Field(
         default=None,
-        ge=0.0,
-        le=2.0,
-        description="Stop selecting once the farthest candidate is closer than this to a pick "
-        "(embeddings are L2-normalised, so distances lie in [0, 2]).",
+        description="Name of a Prefect Secret block whose JSON value holds more storage "
+        "options, credentials included; merged over storage_options when the run starts.",
     )
-    process_all: bool = Field(
-        default=False,
-        description="Reprocess every listed object and select afresh, ignoring earlier picks.",
-    )
-    tag: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9._-]+$",
-        description="Name of the tag that records this run's picks (default: the run id).",
-    )
+
+
+class SourceConfig(Location):
+    """Where the images and videos are, and which of them count."""
+
     include: list[str] = Field(
         default_factory=list,
         description="Glob patterns on paths relative to the source; when given, only matches.",
@@ -73,20 +93,45 @@ class CurateConfig(BaseModel):
         description="URL of a text file: one relative path per line, 'prefix*' includes a "
         "prefix, a line starting with '!' excludes.",
     )
-    storage_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="fsspec options for the source (endpoint_url, region, ...). Keep secrets in "
-        "environment variables or a Prefect Secret block, not here.",
+
+
+class DatapoolConfig(Location):
+    """Where the datapool lives: what every run processed and selected."""
+
+    url: str = Field(
+        default=DEFAULT_DATAPOOL,
+        description="A local folder, s3://bucket/prefix or az://container/prefix.",
     )
-    storage_block: str | None = Field(
-        default=None,
-        description="Name of a Prefect Secret block whose JSON value holds the source's storage "
-        "options (credentials included).",
+
+
+class FrameSampling(Section):
+    """Which frames of a video become samples."""
+
+    mode: Literal["all", "every_n", "fps", "keyframes"] = Field(
+        default="fps",
+        description="'all' frames, 'every_n'-th frame, a target 'fps', or 'keyframes' only "
+        "(fastest: the decoder skips every other frame).",
     )
-    datapool_storage_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="fsspec options for the datapool URL (non-secret, like storage_options).",
+    every_n: int = Field(default=10, ge=1, description="Keep every n-th frame (mode every_n).")
+    fps: float = Field(default=1.0, gt=0, le=1000, description="Frames per second (mode fps).")
+
+
+class VideoLimits(Section):
+    """Bounds that keep a huge or hostile video from hanging a run or exhausting memory."""
+
+    max_frames: int = Field(default=10_000, ge=1, description="Sampled frames per video at most.")
+    max_decoded_frames: int = Field(
+        default=1_000_000, ge=1, description="Frames decoded per video at most (sampled or not)."
     )
+    max_seconds: float = Field(default=3600.0, gt=0, description="Decoding time per video at most.")
+    max_frame_pixels: int = Field(
+        default=50_000_000, ge=1, description="Videos with larger frames are refused."
+    )
+
+
+class ProcessingConfig(Section):
+    """How objects are read, decoded, measured and embedded."""
+
     model: str = Field(
         default=DEFAULT_MODEL,
         description="Embedding model: 'efficientnet-lite0', 'torchvision:NAME', or the URL of a "
@@ -125,6 +170,37 @@ class CurateConfig(BaseModel):
     video_limits: VideoLimits = Field(
         default_factory=VideoLimits, description="Bounds on what one video may cost."
     )
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that change what processing produces (part of shard cache keys);
+        threads and batch sizes change only how fast."""
+        return self.model_dump(include={"max_image_pixels", "frames", "video_limits"})
+
+
+def _needs_a_stop_in_the_form(schema: dict[str, Any]) -> None:
+    """The form rejects a selection without a stop, before a run is created: without
+    min_distance, n_samples is required (which is also what the form's error says)."""
+    _form_friendly(schema)
+    schema["if"] = {"not": {"required": ["min_distance"]}}
+    schema["then"] = {"required": ["n_samples"]}
+
+
+class SelectionConfig(Section):
+    """How many samples to pick, and how."""
+
+    model_config = ConfigDict(json_schema_extra=_needs_a_stop_in_the_form)
+
+    n_samples: int | None = Field(
+        default=None, ge=0, description="How many new samples to select (earlier picks excluded)."
+    )
+    min_distance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        description="Stop selecting once the farthest candidate is closer than this to a pick "
+        "(embeddings are L2-normalised, so distances lie in [0, 2]).",
+    )
+    seed: int = Field(default=0, description="Seed of the first pick when no earlier picks exist.")
     sequence_length: int | None = Field(
         default=None,
         ge=2,
@@ -132,21 +208,45 @@ class CurateConfig(BaseModel):
         description="Select clips of this many consecutive sampled frames instead of single "
         "frames (n_samples then counts clips; images are not candidates).",
     )
-    seed: int = Field(default=0, description="Seed of the first pick when no earlier picks exist.")
 
     @model_validator(mode="after")
-    def _needs_a_stop(self) -> CurateConfig:
+    def _needs_a_stop(self) -> SelectionConfig:
         if self.n_samples is None and self.min_distance is None:
             raise ValueError("set n_samples, min_distance, or both")
         return self
 
-    def processing_settings(self) -> ProcessingSettings:
-        """The settings that change what processing produces (part of shard cache keys)."""
-        return ProcessingSettings(
-            max_image_pixels=self.max_image_pixels,
-            frames=self.frames,
-            video_limits=self.video_limits,
-        )
+
+class CurateConfig(Section):
+    """What to curate, where to record it, and how to process and select."""
+
+    source: SourceConfig = Field(description="The images and videos to curate.")
+    datapool: DatapoolConfig = Field(
+        default_factory=DatapoolConfig,
+        description="The datapool that remembers processed objects and earlier picks.",
+    )
+    processing: ProcessingConfig = Field(
+        default_factory=ProcessingConfig, description="Decoding, limits and the embedding model."
+    )
+    selection: SelectionConfig = Field(description="How many samples to pick, and how.")
+    process_all: bool = Field(
+        default=False,
+        description="Reprocess every listed object and select afresh, ignoring earlier picks.",
+    )
+    tag: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        json_schema_extra={"pattern": r"^[A-Za-z0-9._-]+$"},
+        description=f"Name of the tag that records this run's picks ({TAG_CHARACTERS}; "
+        "default: the run id).",
+    )
+
+    @field_validator("tag")
+    @classmethod
+    def _tag_characters(cls, tag: str | None) -> str | None:
+        if tag is not None and not all(c.isascii() and (c.isalnum() or c in "._-") for c in tag):
+            raise ValueError(f"may contain only {TAG_CHARACTERS}, got {tag!r}")
+        return tag
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -154,7 +254,8 @@ def describe_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "config"
-        lines.append(f"{field}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {message}")
     return "invalid config: " + "; ".join(lines)
 
 

@@ -1,8 +1,9 @@
 """Dumping a tag: the selected images and video frames as files, plus a Parquet sidecar.
 
 Images are copied (server-side when source and output share a store). Frames are decoded by
-seeking each video to the keyframe before the frame, so only the byte ranges needed are read
-where the container supports seeking; they are written as PNG (lossless) or JPEG.
+seeking each video to the keyframe before the frame (`video.read_frames`), so only the byte
+ranges needed are read where the container supports seeking; they are written as PNG
+(lossless) or JPEG.
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ from __future__ import annotations
 import io
 import os
 from collections import defaultdict
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal
 
 import av
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fsspec import AbstractFileSystem
 from PIL import Image
 
 from coresift.datapool import Datapool
 from coresift.errors import SourceError
-from coresift.storage import BlockReader, open_url
+from coresift.storage import open_url
+from coresift.video import read_frames
 
 ImageFormat = Literal["png", "jpeg"]
 
@@ -39,41 +40,6 @@ def frame_file_name(uri: str, frame_index: int, image_format: ImageFormat) -> st
     """'<video stem>_frame<index>.<ext>', e.g. bikes_frame000125.png."""
     stem = os.path.splitext(os.path.basename(uri))[0]
     return f"{stem}_frame{frame_index:06d}.{'jpg' if image_format == 'jpeg' else 'png'}"
-
-
-def read_frames(
-    fs: AbstractFileSystem, path: str, targets: list[tuple[int, int | None]]
-) -> tuple[dict[int, Image.Image], int]:
-    """Decode the frames with the given (frame_index, pts), seeking to each one.
-
-    Frames without pts are found by counting from the start of the stream.
-
-    Returns:
-        The frames by index, and how many bytes were fetched from the store.
-    """
-    found: dict[int, Image.Image] = {}
-    size = int(fs.size(path))
-    with (
-        BlockReader(fs, path, size) as reader,
-        av.open(cast(IO[bytes], reader), mode="r") as container,
-    ):
-        stream = container.streams.video[0]
-        by_pts = sorted((pts, index) for index, pts in targets if pts is not None)
-        for pts, index in by_pts:
-            container.seek(pts, stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                if frame.pts is not None and frame.pts >= pts:
-                    found[index] = frame.to_image()  # type: ignore[no-untyped-call]
-                    break
-        without_pts = {index for index, pts in targets if pts is None}
-        if without_pts:
-            container.seek(0)
-            for position, frame in enumerate(container.decode(stream)):
-                if position in without_pts:
-                    found[position] = frame.to_image()  # type: ignore[no-untyped-call]
-                if len(found) == len(targets):
-                    break
-    return found, reader.fetched
 
 
 def _save(image: Image.Image, image_format: ImageFormat) -> bytes:

@@ -8,26 +8,21 @@ feeds both the metadata and the embedding.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from coresift.errors import MediaError
-
-# Pillow's format names for each extension; a mismatch is recorded as corrupt.
-_FORMATS_BY_EXTENSION = {
-    ".jpg": {"JPEG", "MPO"},
-    ".jpeg": {"JPEG", "MPO"},
-    ".png": {"PNG"},
-    ".bmp": {"BMP", "DIB"},
-    ".gif": {"GIF"},
-    ".tif": {"TIFF"},
-    ".tiff": {"TIFF"},
-    ".webp": {"WEBP"},
-    ".ppm": {"PPM"},
-    ".pgm": {"PPM"},
-}
+from coresift.errors import (
+    DecodeError,
+    DecompressionBombError,
+    EmptyFileError,
+    FormatMismatchError,
+    MediaError,
+    NotAnImageError,
+    TooManyPixelsError,
+    TruncatedError,
+)
+from coresift.media import allowed_image_formats, extension_of
 
 
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -39,17 +34,18 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
         max_pixels: larger images are refused before their pixels are decoded.
 
     Raises:
-        MediaError: with the reason to record (empty, not an image, truncated, ...).
+        MediaError: a subclass per cause (empty, not an image, truncated, ...), whose code
+            and message are recorded.
     """
     if not data:
-        raise MediaError("empty file (0 bytes)")
+        raise EmptyFileError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data))
             _check_format(image.format, name)
             if image.width * image.height > max_pixels:
-                raise MediaError(
+                raise TooManyPixelsError(
                     f"image of {image.width}x{image.height} exceeds max_image_pixels={max_pixels}"
                 )
             image.load()
@@ -57,19 +53,21 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except MediaError:
         raise
     except UnidentifiedImageError:
-        raise MediaError("not an image (unrecognised format)") from None
+        raise NotAnImageError("not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise MediaError(f"decompression bomb: {error}") from None
+        raise DecompressionBombError(f"decompression bomb: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise MediaError(f"decode failed: {error}") from None
+        failure = TruncatedError if "truncated" in str(error) else DecodeError
+        raise failure(f"decode failed: {error}") from None
     return image
 
 
 def _check_format(image_format: str | None, name: str) -> None:
-    extension = os.path.splitext(name)[1].lower()
-    expected = _FORMATS_BY_EXTENSION.get(extension)
+    expected = allowed_image_formats(name)
     if expected is not None and image_format not in expected:
-        raise MediaError(f"content is {image_format} but the extension is {extension}")
+        raise FormatMismatchError(
+            f"content is {image_format} but the extension is {extension_of(name)}"
+        )
 
 
 def channels_of(image: Image.Image) -> int:

@@ -1,4 +1,5 @@
-"""Listing a source: which objects exist, with an identity that changes when their bytes do.
+"""Listing a source: which objects exist, with an identity that changes when their bytes do,
+and their media kind (decided here, once, by `coresift.media`).
 
 Nothing here reads object bodies. fsspec backends paginate (`find` walks every page of an S3
 listing), so buckets with more than 1000 keys list completely.
@@ -9,29 +10,27 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from coresift.errors import SourceError
+from coresift.media import MediaKind, extension_of, kind_of
 from coresift.storage import describe_error, full_url, is_access_denied, is_local_fs, open_url
-from coresift.video import VIDEO_EXTENSIONS
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-)
 
 
 class ObjectRef(BaseModel):
-    """One object's identity: its URI, a version that changes with its content, and its size."""
+    """One object's identity (its URI, a version that changes with its content, and its size)
+    and its media kind; unsupported objects are listed too, so runs can count them."""
 
     model_config = ConfigDict(frozen=True)
 
     uri: str
     version: str
     size: int
+    kind: MediaKind
 
 
 @dataclass(frozen=True)
@@ -68,27 +67,35 @@ class RelevantFilenames:
 
 @dataclass(frozen=True)
 class ObjectFilter:
-    """Which listed paths are candidates: image and video types, globs, relevant filenames."""
+    """Which listed paths the user wants: globs and relevant filenames (any media kind)."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     relevant: RelevantFilenames | None = None
-    extensions: frozenset[str] = field(default=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
 
-    def admits(self, relative: str, info: dict[str, Any]) -> bool:
-        if not self._is_media(relative, info):
-            return False
+    def admits(self, relative: str) -> bool:
         if self.include and not any(fnmatch.fnmatchcase(relative, p) for p in self.include):
             return False
         if any(fnmatch.fnmatchcase(relative, p) for p in self.exclude):
             return False
         return self.relevant is None or self.relevant.admits(relative)
 
-    def _is_media(self, relative: str, info: dict[str, Any]) -> bool:
-        if os.path.splitext(relative)[1].lower() in self.extensions:
-            return True
-        content_type = str(info.get("ContentType") or info.get("contentType") or "")
-        return content_type.startswith(("image/", "video/"))
+
+def content_type_of(fs: AbstractFileSystem, path: str, info: dict[str, Any]) -> str | None:
+    """The object's content type as its store keeps it.
+
+    GCS and Azure listings carry it; an S3 listing does not, so an S3 object without an
+    extension costs one HEAD request (objects with an extension are judged by it, for free).
+    """
+    azure_settings = info.get("content_settings") or {}  # a dict-like ContentSettings
+    found = info.get("ContentType") or info.get("contentType") or azure_settings.get("content_type")
+    if found or extension_of(path) or is_local_fs(fs):
+        return str(found) if found else None
+    try:
+        # refresh: the listing filled the cache with entries that lack the content type
+        return fs.info(path, refresh=True).get("ContentType")  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
 
 
 def read_relevant_filenames(url: str, options: dict[str, Any] | None = None) -> RelevantFilenames:
@@ -126,7 +133,7 @@ def version_of(info: dict[str, Any], local_path: str | None) -> str:
 def iter_objects(
     fs: AbstractFileSystem, root: str, object_filter: ObjectFilter, scheme: str | None = None
 ) -> Iterator[ObjectRef]:
-    """Every admitted object under root, in a stable (sorted) order."""
+    """Every admitted object under root, in a stable (sorted) order, whatever its kind."""
     local = is_local_fs(fs)
     root = root.rstrip("/")
     try:
@@ -142,12 +149,13 @@ def iter_objects(
         if info.get("type") == "directory":
             continue
         relative = path[len(root) + 1 :] if path.startswith(root + "/") else os.path.basename(path)
-        if not object_filter.admits(relative, info):
+        if not object_filter.admits(relative):
             continue
         yield ObjectRef(
             uri=full_url(fs, path, scheme),
             version=version_of(info, path if local else None),
             size=int(info.get("size") or 0),
+            kind=kind_of(path, content_type_of(fs, path, info)),
         )
 
 
@@ -158,7 +166,7 @@ def list_source(
     exclude: Iterable[str] = (),
     relevant_filenames: str | None = None,
 ) -> list[ObjectRef]:
-    """List the admitted objects of a source URL (recursively, all pages)."""
+    """List the admitted objects of a source URL (recursively, all pages), with their kinds."""
     fs, root = open_url(url, options)
     probe_source(fs, root, url)
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None

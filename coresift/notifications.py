@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus, urlparse
 
-
-class NotificationError(ValueError):
-    """A message that is not a readable notification; the message says why."""
+from coresift.errors import NotificationError
 
 
 @dataclass(frozen=True)

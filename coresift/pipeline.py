@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -48,7 +48,7 @@ class OrderedProducer(Generic[T, R]):
         self._consumed = 0
         self._condition = threading.Condition()
         self._stopped = threading.Event()
-        self._threads = [
+        self.threads = [
             threading.Thread(target=self._work, name=f"coresift-read-{i}", daemon=True)
             for i in range(min(workers, len(inputs)))
         ]
@@ -88,8 +88,8 @@ class OrderedProducer(Generic[T, R]):
                 except _Stopped:
                     return
 
-    def __iter__(self) -> Iterator[R]:
-        for thread in self._threads:
+    def __iter__(self) -> Generator[R, None, None]:
+        for thread in self.threads:
             thread.start()
         try:
             for index in range(len(self._inputs)):
@@ -105,5 +105,5 @@ class OrderedProducer(Generic[T, R]):
             self._stopped.set()
             with self._condition:
                 self._condition.notify_all()
-            for thread in self._threads:
+            for thread in self.threads:
                 thread.join()

@@ -14,7 +14,12 @@ from coresift.listing import ObjectRef
 
 
 class Plan(BaseModel):
-    """The objects to process in a run, and what the rest of the listing is."""
+    """The objects to process in a run, and what the rest of the listing is.
+
+    Images and videos are new, changed or skipped (unchanged); objects of neither kind are
+    counted as unsupported, and recorded (never read) when the datapool does not know them
+    at their current version.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -24,6 +29,8 @@ class Plan(BaseModel):
     changed: list[ObjectRef]
     skipped: int
     gone: list[str]
+    unsupported: int
+    unsupported_new: list[ObjectRef]
 
     @property
     def work_key(self) -> str:
@@ -53,10 +60,15 @@ def plan_run(
     """
     new: list[ObjectRef] = []
     changed: list[ObjectRef] = []
-    skipped = 0
+    unsupported_new: list[ObjectRef] = []
+    skipped = unsupported = 0
     for ref in listing:
         state = known.get(ref.uri)
-        if state is None or state.status == "gone":
+        if ref.kind == "unsupported":
+            unsupported += 1
+            if state is None or (state.status, state.version) != ("unsupported", ref.version):
+                unsupported_new.append(ref)
+        elif state is None or state.status in ("gone", "unsupported"):
             new.append(ref)
         elif process_all or state.version != ref.version:
             changed.append(ref)
@@ -71,6 +83,8 @@ def plan_run(
         changed=changed,
         skipped=skipped,
         gone=gone,
+        unsupported=unsupported,
+        unsupported_new=unsupported_new,
     )
 
 

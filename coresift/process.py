@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -19,37 +18,17 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
 from coresift import schema
+from coresift.config import ProcessingConfig
 from coresift.embedding import Embedder
-from coresift.errors import MediaError
+from coresift.errors import ACCESS_DENIED, VANISHED, EmptyFileError, MediaError, Reason
 from coresift.images import channels_of, decode_image
 from coresift.listing import ObjectRef
 from coresift.metadata import image_metrics
 from coresift.pipeline import OrderedProducer
 from coresift.storage import BlockReader, open_url
-from coresift.video import (
-    VIDEO_EXTENSIONS,
-    FrameSampling,
-    VideoError,
-    VideoLimits,
-    VideoOutcome,
-    decode_frames,
-)
-
-
-class ProcessingSettings(BaseModel):
-    """What decides the samples that processing produces (part of shard cache keys)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_image_pixels: int = 178_956_970
-    frames: FrameSampling = Field(default_factory=FrameSampling)
-    video_limits: VideoLimits = Field(default_factory=VideoLimits)
-
-
-VANISHED = "deleted between listing and reading"
+from coresift.video import VideoOutcome, decode_frames
 
 
 def sample_id(uri: str, version: str, frame_index: int | None) -> str:
@@ -72,10 +51,6 @@ def shard_key(
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def is_video(uri: str) -> bool:
-    return os.path.splitext(uri.split("?")[0])[1].lower() in VIDEO_EXTENSIONS
 
 
 @dataclass
@@ -103,30 +78,34 @@ class ShardResult:
     bytes_read: int
 
 
-def _object_row(ref: ObjectRef, media: str) -> dict[str, Any]:
-    return {"uri": ref.uri, "version": ref.version, "size": ref.size, "media": media}
+def _object_reason(reason: Reason | None) -> dict[str, str | None]:
+    """A reason as the objects table's columns."""
+    return {"reason": reason.message, "reason_code": reason.code} if reason else {}
+
+
+def _corrupt(reason: Reason) -> dict[str, str]:
+    """A reason as the samples table's columns."""
+    return {"corrupt_reason": reason.message, "corrupt_code": reason.code}
 
 
 class _Decoder:
     """Turns one object into its samples and closing record, never raising for bad media."""
 
-    def __init__(self, embedder: Embedder, options: dict[str, Any], settings: ProcessingSettings):
+    def __init__(self, embedder: Embedder, options: dict[str, Any], processing: ProcessingConfig):
         self.embedder = embedder
         self.options = options
-        self.settings = settings
+        self.processing = processing
 
     def __call__(self, ref: ObjectRef) -> Iterator[Sample | ObjectDone]:
+        done = {"uri": ref.uri, "version": ref.version, "size": ref.size, "media": ref.kind}
         fs, path = open_url(ref.uri, self.options)
-        video = is_video(ref.uri)
-        done = _object_row(ref, "video" if video else "image")
         try:  # the first fetch: where a vanished or forbidden object shows itself
-            source = BlockReader(fs, path, ref.size) if video else fs.cat_file(path)
+            source = BlockReader(fs, path, ref.size) if ref.kind == "video" else fs.cat_file(path)
         except FileNotFoundError:
-            yield ObjectDone({**done, "status": "gone", "reason": VANISHED}, 0)
+            yield ObjectDone({**done, "status": "gone"} | _object_reason(VANISHED), 0)
             return
         except PermissionError:
-            row = self._sample_row(ref, None)
-            yield from self._unreadable(row, done, "access denied reading the object")
+            yield from self._unreadable(self._sample_row(ref, None), done, ACCESS_DENIED)
             return
         if isinstance(source, BlockReader):
             yield from self._video(ref, source, done)
@@ -154,19 +133,18 @@ class _Decoder:
         row["content_hash"] = hashlib.sha256(data).hexdigest()
         row["size_bytes"] = len(data)
         try:
-            image = decode_image(data, ref.uri, self.settings.max_image_pixels)
+            image = decode_image(data, ref.uri, self.processing.max_image_pixels)
         except MediaError as error:
-            yield from self._unreadable(row, done, str(error), len(data))
+            yield from self._unreadable(row, done, error.reason, len(data))
             return
         yield self._measured(row, image)
         yield ObjectDone({**done, "status": "ok"}, len(data))
 
     def _unreadable(
-        self, row: dict[str, Any], done: dict[str, Any], reason: str, bytes_read: int = 0
+        self, row: dict[str, Any], done: dict[str, Any], reason: Reason, bytes_read: int = 0
     ) -> Iterator[Sample | ObjectDone]:
-        row["corrupt_reason"] = reason
-        yield Sample(row)
-        yield ObjectDone({**done, "status": "corrupt", "reason": reason}, bytes_read)
+        yield Sample(row | _corrupt(reason))
+        yield ObjectDone({**done, "status": "corrupt"} | _object_reason(reason), bytes_read)
 
     def _video(
         self, ref: ObjectRef, reader: BlockReader, done: dict[str, Any]
@@ -175,11 +153,11 @@ class _Decoder:
         with reader:
             try:
                 if ref.size == 0:
-                    raise VideoError("empty file (0 bytes)")
+                    raise EmptyFileError("empty file (0 bytes)")
                 for frame in decode_frames(
                     cast(IO[bytes], reader),
-                    self.settings.frames,
-                    self.settings.video_limits,
+                    self.processing.frames,
+                    self.processing.video_limits,
                     outcome,
                 ):
                     row = self._sample_row(ref, frame.index)
@@ -189,9 +167,9 @@ class _Decoder:
                         frame.image.tobytes(), digest_size=16
                     ).hexdigest()
                     yield self._measured(row, frame.image)
-            except VideoError as error:
+            except MediaError as error:
                 yield from self._unreadable(
-                    self._sample_row(ref, None), done, str(error), reader.fetched
+                    self._sample_row(ref, None), done, error.reason, reader.fetched
                 )
                 return
         info = outcome.info
@@ -199,10 +177,10 @@ class _Decoder:
             {
                 **done,
                 "status": "ok",
-                "reason": outcome.stopped,
                 "frame_count": info.frame_count if info else None,
                 "duration_s": info.duration_s if info else None,
-            },
+            }
+            | _object_reason(outcome.stopped),
             reader.fetched,
         )
 
@@ -211,17 +189,23 @@ def process_objects(
     refs: Sequence[ObjectRef],
     embedder: Embedder,
     *,
+    processing: ProcessingConfig | None = None,
     options: dict[str, Any] | None = None,
-    settings: ProcessingSettings | None = None,
-    workers: int = 2,
-    batch_size: int = 16,
 ) -> ShardResult:
     """Read, check, measure and embed objects; corrupt ones become rows with a reason.
+
+    Args:
+        processing: limits, frame sampling, decode threads and batch size (defaults if None).
+        options: fsspec storage options of the objects' store.
 
     Raises only for failures worth a retry (network, throttling): an unreadable or undecodable
     object is a recorded reason, never an exception.
     """
-    decoder = _Decoder(embedder, options or {}, settings or ProcessingSettings())
+    if any(ref.kind == "unsupported" for ref in refs):
+        raise ValueError("process_objects takes images and videos (plan_run sets the rest aside)")
+    processing = processing or ProcessingConfig()
+    batch_size = processing.batch_size
+    decoder = _Decoder(embedder, options or {}, processing)
     samples: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], NDArray[np.float32]]] = []
@@ -235,7 +219,11 @@ def process_objects(
             pending.clear()
 
     producer: OrderedProducer[ObjectRef, Sample | ObjectDone] = OrderedProducer(
-        refs, decoder, workers=workers, lookahead=2 * batch_size, queue_size=batch_size
+        refs,
+        decoder,
+        workers=processing.decode_workers,
+        lookahead=2 * batch_size,
+        queue_size=batch_size,
     )
     for item in producer:
         if isinstance(item, ObjectDone):

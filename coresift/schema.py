@@ -18,6 +18,7 @@ SAMPLES = pa.schema(
         ("content_hash", pa.string()),
         ("size_bytes", pa.int64()),
         ("corrupt_reason", pa.string()),
+        ("corrupt_code", pa.string()),  # stable code of corrupt_reason (coresift.errors)
         ("width", pa.int64()),
         ("height", pa.int64()),
         ("channels", pa.int64()),
@@ -38,9 +39,10 @@ OBJECTS = pa.schema(
         ("uri", pa.string()),
         ("version", pa.string()),
         ("size", pa.int64()),
-        ("status", pa.string()),  # ok | corrupt | gone
-        ("media", pa.string()),  # image | video
+        ("status", pa.string()),  # ok | corrupt | gone | unsupported
+        ("media", pa.string()),  # image | video (the kind decided at listing)
         ("reason", pa.string()),  # why it is corrupt, or where a damaged video stopped
+        ("reason_code", pa.string()),  # stable code of reason (coresift.errors)
         ("frame_count", pa.int64()),
         ("duration_s", pa.float64()),
     ]

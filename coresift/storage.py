@@ -78,6 +78,63 @@ def is_local_fs(fs: AbstractFileSystem) -> bool:
     return "file" in protocols
 
 
+def delta_storage_options(url: str, options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Delta Lake (object_store) options for a URL, derived from the same credentials that
+    fsspec uses, so that users configure each store once.
+
+    delta-rs reads the standard AWS and Azure account variables itself; what it lacks is the
+    S3 endpoint's plain-HTTP permission and conditional-put mode (safe commits), and Azure
+    connection strings, which are taken apart here.
+    """
+    options = options or {}
+    if url.startswith(("s3://", "s3a://")):
+        return _s3_delta_options(options)
+    if url.startswith(("az://", "abfs://", "abfss://")):
+        return _azure_delta_options(options)
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def _s3_delta_options(options: dict[str, Any]) -> dict[str, str]:
+    endpoint = str(
+        options.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or ""
+    )
+    result = {"AWS_CONDITIONAL_PUT": "etag"}
+    if endpoint:
+        result["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            result["AWS_ALLOW_HTTP"] = "true"
+    for ours, theirs in (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY")):
+        if ours in options:
+            result[theirs] = str(options[ours])
+    return result
+
+
+def _azure_delta_options(options: dict[str, Any]) -> dict[str, str]:
+    connection = options.get("connection_string") or os.environ.get(
+        "AZURE_STORAGE_CONNECTION_STRING"
+    )
+    parts = dict(item.split("=", 1) for item in str(connection or "").split(";") if "=" in item)
+    result: dict[str, str] = {}
+    name = options.get("account_name") or parts.get("AccountName")
+    key = options.get("account_key") or parts.get("AccountKey")
+    sas = options.get("sas_token") or parts.get("SharedAccessSignature")
+    if name:
+        result["azure_storage_account_name"] = str(name)
+    if key:
+        result["azure_storage_account_key"] = str(key)
+    if sas:
+        result["azure_storage_sas_token"] = str(sas).lstrip("?")
+    endpoint = str(parts.get("BlobEndpoint") or "").rstrip("/")
+    if endpoint:  # a sovereign cloud, or Azurite (whose endpoint includes the account)
+        result["azure_storage_endpoint"] = endpoint
+        if endpoint.startswith("http://"):
+            result["azure_allow_http"] = "true"
+    return result
+
+
 # Videos are read in blocks of this size through an LRU of STREAM_BLOCKS blocks: a container
 # that seeks (an MP4 index at the end) does not fetch the same bytes twice.
 STREAM_BLOCK_SIZE = 4 * 1024 * 1024

@@ -10,11 +10,16 @@ class RunSummary(BaseModel):
 
     run_id: str
     tag: str
-    objects_listed: int
+    objects_listed: int = Field(
+        description="Objects the source listed after include/exclude filters, any kind."
+    )
     objects_new: int
     objects_changed: int
-    objects_skipped: int
+    objects_skipped: int = Field(description="Images and videos unchanged since an earlier run.")
     objects_gone: int
+    objects_unsupported: int = Field(
+        default=0, description="Listed objects that are neither images nor videos (never read)."
+    )
     samples_processed: int
     samples_corrupt: int
     samples_selected: int

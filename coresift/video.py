@@ -1,7 +1,8 @@
-"""Video decoding straight from a file object: sampled frames, container facts, damage notes.
+"""Video decoding, all of it: sampled frames in one pass for processing, chosen frames by
+seeking for dumps, container facts, and damage notes.
 
-PyAV reads the fsspec file object directly (no local copy, no extraction step), so one pass
-over the stream yields every sampled frame. Limits bound what a hostile file can cost.
+PyAV reads a file object directly (no local copy, no extraction step), so one pass over the
+stream yields every sampled frame. Limits bound what a hostile file can cost.
 """
 
 from __future__ import annotations
@@ -10,42 +11,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import IO, Literal
+from typing import IO, cast
 
 import av
+from fsspec import AbstractFileSystem
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
-
-
-class FrameSampling(BaseModel):
-    """Which frames of a video become samples."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: Literal["all", "every_n", "fps", "keyframes"] = Field(
-        default="fps",
-        description="'all' frames, 'every_n'-th frame, a target 'fps', or 'keyframes' only "
-        "(fastest: the decoder skips every other frame).",
-    )
-    every_n: int = Field(default=10, ge=1, description="Keep every n-th frame (mode every_n).")
-    fps: float = Field(default=1.0, gt=0, le=1000, description="Frames per second (mode fps).")
-
-
-class VideoLimits(BaseModel):
-    """Bounds that keep a huge or hostile video from hanging a run or exhausting memory."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_frames: int = Field(default=10_000, ge=1, description="Sampled frames per video at most.")
-    max_decoded_frames: int = Field(
-        default=1_000_000, ge=1, description="Frames decoded per video at most (sampled or not)."
-    )
-    max_seconds: float = Field(default=3600.0, gt=0, description="Decoding time per video at most.")
-    max_frame_pixels: int = Field(
-        default=50_000_000, ge=1, description="Videos with larger frames are refused."
-    )
+from coresift.config import FrameSampling, VideoLimits
+from coresift.errors import (
+    NoFramesError,
+    NoVideoStreamError,
+    Reason,
+    TooManyPixelsError,
+    VideoError,
+)
+from coresift.storage import BlockReader
 
 
 @dataclass(frozen=True)
@@ -72,12 +52,8 @@ class VideoOutcome:
     """Filled in while frames are yielded: why decoding stopped early, if it did."""
 
     info: VideoInfo | None = None
-    stopped: str | None = None
+    stopped: Reason | None = None
     sampled: int = 0
-
-
-class VideoError(Exception):
-    """The video cannot be opened or has no video stream; the message is the reason."""
 
 
 def _info(container: av.container.InputContainer) -> VideoInfo:
@@ -110,7 +86,8 @@ def decode_frames(
     `outcome.stopped` says where and why. A file with no decodable frame raises VideoError.
 
     Raises:
-        VideoError: not a video, no video stream, frames too large, or no decodable frame.
+        VideoError: not a video, no video stream, or no decodable frame.
+        TooManyPixelsError: frames larger than the limit.
     """
     try:
         container = av.open(file, mode="r", metadata_errors="ignore")
@@ -118,11 +95,11 @@ def decode_frames(
         raise VideoError(f"not a readable video: {error}") from None
     with container:
         if not container.streams.video:
-            raise VideoError("the file has no video stream")
+            raise NoVideoStreamError("the file has no video stream")
         info = _info(container)
         outcome.info = info
         if info.width * info.height > limits.max_frame_pixels:
-            raise VideoError(
+            raise TooManyPixelsError(
                 f"frames of {info.width}x{info.height} exceed max_frame_pixels="
                 f"{limits.max_frame_pixels}"
             )
@@ -146,36 +123,46 @@ def decode_frames(
                     outcome.sampled += 1
                     yield VideoFrame(index, frame.pts, timestamp, frame.to_image())  # type: ignore[no-untyped-call]
                     if outcome.sampled >= limits.max_frames:
-                        outcome.stopped = f"stopped at max_frames={limits.max_frames}"
+                        outcome.stopped = _limit("max_frames", limits.max_frames)
                         return
                 if decoded >= limits.max_decoded_frames:
-                    outcome.stopped = f"stopped at max_decoded_frames={limits.max_decoded_frames}"
+                    outcome.stopped = _limit("max_decoded_frames", limits.max_decoded_frames)
                     return
                 if time.monotonic() - started > limits.max_seconds:
-                    outcome.stopped = f"stopped at max_seconds={limits.max_seconds:g}"
+                    outcome.stopped = _limit("max_seconds", limits.max_seconds)
                     return
         except (av.FFmpegError, ValueError, OSError) as error:
             if decoded == 0:
-                raise VideoError(f"no decodable frame: {error}") from None
-            outcome.stopped = (
-                f"stream broke after frame {decoded - 1} (t={timestamp:.2f}s): {error}"
+                raise NoFramesError(f"no decodable frame: {error}") from None
+            outcome.stopped = Reason(
+                "stream_broken",
+                f"stream broke after frame {decoded - 1} (t={timestamp:.2f}s): {error}",
             )
             return
         if decoded == 0:
-            raise VideoError("no decodable frame")
+            raise NoFramesError("no decodable frame")
         outcome.stopped = _ended_early(info, sampling, decoded, timestamp, rate)
+
+
+def _limit(name: str, value: float) -> Reason:
+    return Reason(name, f"stopped at {name}={value:g}")
 
 
 def _ended_early(
     info: VideoInfo, sampling: FrameSampling, decoded: int, last: float, rate: Fraction
-) -> str | None:
+) -> Reason | None:
     """Where a stream that ended without an error fell short of what its container promised."""
     if sampling.mode == "keyframes":
         return None  # only keyframes were decoded: counts and end times say nothing
     if info.frame_count and decoded < info.frame_count:
-        return f"stream ended after {decoded} of {info.frame_count} frames (t={last:.2f}s)"
+        return Reason(
+            "stream_ended_early",
+            f"stream ended after {decoded} of {info.frame_count} frames (t={last:.2f}s)",
+        )
     if info.duration_s and last + 2 / rate < info.duration_s:
-        return f"stream ended at t={last:.2f}s of {info.duration_s:.2f}s"
+        return Reason(
+            "stream_ended_early", f"stream ended at t={last:.2f}s of {info.duration_s:.2f}s"
+        )
     return None
 
 
@@ -185,3 +172,38 @@ def _sampled(sampling: FrameSampling, index: int, timestamp: float, next_time: f
     if sampling.mode == "fps":
         return timestamp + 1e-9 >= next_time
     return True
+
+
+def read_frames(
+    fs: AbstractFileSystem, path: str, targets: list[tuple[int, int | None]]
+) -> tuple[dict[int, Image.Image], int]:
+    """Decode the frames with the given (frame_index, pts), seeking to each one.
+
+    Frames without pts are found by counting from the start of the stream.
+
+    Returns:
+        The frames by index, and how many bytes were fetched from the store.
+    """
+    found: dict[int, Image.Image] = {}
+    size = int(fs.size(path))
+    with (
+        BlockReader(fs, path, size) as reader,
+        av.open(cast(IO[bytes], reader), mode="r") as container,
+    ):
+        stream = container.streams.video[0]
+        by_pts = sorted((pts, index) for index, pts in targets if pts is not None)
+        for pts, index in by_pts:
+            container.seek(pts, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.pts >= pts:
+                    found[index] = frame.to_image()  # type: ignore[no-untyped-call]
+                    break
+        without_pts = {index for index, pts in targets if pts is None}
+        if without_pts:
+            container.seek(0)
+            for position, frame in enumerate(container.decode(stream)):
+                if position in without_pts:
+                    found[position] = frame.to_image()  # type: ignore[no-untyped-call]
+                if len(found) == len(targets):
+                    break
+    return found, reader.fetched

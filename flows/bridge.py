@@ -11,6 +11,7 @@ skips what the datapool has already.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from coresift.errors import ConfigError, NotificationError
 from coresift.notifications import (
-    NotificationError,
     ObjectCreated,
     parse_event_grid,
     parse_gcs,
@@ -47,6 +48,16 @@ class BridgeStats:
     emitted: int = 0
     ignored: int = 0
     malformed: int = 0
+
+
+def _optional(module: str, package: str, cloud: str) -> Any:
+    """An SDK that only one bridge needs, with an install hint when it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"the {cloud} bridge needs {package}: pip install 'coresift[bridges]'"
+        ) from None
 
 
 class Queue(Protocol):
@@ -101,8 +112,7 @@ class PubSubQueue:
     """A Pub/Sub subscription (GCS notifications); honours PUBSUB_EMULATOR_HOST."""
 
     def __init__(self, subscription: str):
-        from google.cloud import pubsub_v1
-
+        pubsub_v1 = _optional("google.cloud.pubsub_v1", "google-cloud-pubsub", "gcs")
         self.subscription = subscription
         self._client = pubsub_v1.SubscriberClient()
 
@@ -138,9 +148,8 @@ class StorageQueue:
     """An Azure Storage Queue fed by Event Grid; AZURE_STORAGE_CONNECTION_STRING locates it."""
 
     def __init__(self, queue_name: str):
-        from azure.storage.queue import QueueClient
-
-        self._client = QueueClient.from_connection_string(
+        queues = _optional("azure.storage.queue", "azure-storage-queue", "azure")
+        self._client = queues.QueueClient.from_connection_string(
             os.environ["AZURE_STORAGE_CONNECTION_STRING"], queue_name
         )
 

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from coresift.config import DEFAULT_DATAPOOL, build_config, load_config_file
-from coresift.errors import CoresiftError
+from coresift.errors import ConfigError, CoresiftError
 
 DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
+# Short commands whose last act is a scan of the datapool's Delta tables (see `main`).
+_SCANS_DELTA_TABLES = ("tags", "export", "dump")
 
 
 def _quiet_prefect_defaults() -> None:
@@ -24,24 +26,39 @@ def _quiet_prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def _section(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """A section of the config values, made a mapping if the file left it out."""
+    section = values.get(name)
+    if section is None:
+        section = values[name] = {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: must be a mapping of fields (e.g. {name}: {{url: ...}})")
+    return section
+
+
 def _run_values(args: argparse.Namespace) -> dict[str, Any]:
     values = load_config_file(args.config) if args.config else {}
-    overrides = {
-        "source": args.source,
-        "datapool": args.datapool,
-        "n_samples": args.n_samples,
-        "min_distance": args.min_distance,
-        "tag": args.tag,
+    flags = {
+        ("source", "url"): args.source,
+        ("datapool", "url"): args.datapool,
+        ("selection", "n_samples"): args.n_samples,
+        ("selection", "min_distance"): args.min_distance,
     }
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    for (section, field), value in flags.items():
+        if value is not None:
+            _section(values, section)[field] = value
+    if args.tag is not None:
+        values["tag"] = args.tag
+    _section(values, "selection")  # so that a missing stop is named, not the whole section
     if args.process_all:
         values["process_all"] = True
-    if "source" not in values:
+    source = _section(values, "source")
+    if "url" not in source:
         from coresift.samples import write_sample_folder
 
-        values["source"] = str(write_sample_folder(DEFAULT_SAMPLES_FOLDER).resolve())
+        source["url"] = str(write_sample_folder(DEFAULT_SAMPLES_FOLDER).resolve())
         print(
-            f"no --source given: using the bundled sample photos in {values['source']}",
+            f"no --source given: using the bundled sample photos in {source['url']}",
             file=sys.stderr,
         )
     return values
@@ -52,9 +69,9 @@ def _run(args: argparse.Namespace) -> int:
     _quiet_prefect_defaults()
     from coresift.preflight import check_run
     from flows.curate import curate
-    from tasks.credentials import source_options
+    from tasks.credentials import storage_options
 
-    check_run(config, source_options(config))
+    check_run(config, storage_options(config.source), storage_options(config.datapool))
     summary = curate(config)
     if args.json:
         print(summary.model_dump_json())
@@ -159,10 +176,15 @@ def main(argv: list[str] | None = None) -> int:
     except CoresiftError as error:
         print(f"coresift: error: {error}", file=sys.stderr)
         code = 2
-    if args.command in ("tags", "export", "dump") and argv is None:
-        # Seen once in CI: a native thread pool (Delta/Arrow) aborted the process while the
-        # interpreter tore it down ("terminate called without an active exception"), after
-        # the command had done its work. These commands hold nothing that needs teardown.
+    if args.command in _SCANS_DELTA_TABLES and argv is None:
+        # pyarrow's dataset scanner releases its file pieces on an Arrow worker thread after
+        # to_table() has returned. For Delta tables those pieces hold delta-rs's Python
+        # filesystem (PyFileSystem(DeltaStorageHandler)), and releasing it takes the GIL. If
+        # that happens while CPython (<= 3.13) finalizes, the thread is ended by pthread_exit
+        # inside a C++ destructor and std::terminate aborts the process ("terminate called
+        # without an active exception", reproduced here in about 1 of 100 `tags` runs on a
+        # loaded machine; apache/arrow#39862, python/cpython#87135). These commands have
+        # written and flushed everything, so they skip interpreter teardown.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -15,6 +15,7 @@ from coresift.datapool import Datapool
 from coresift.plan import shards
 from coresift.summary import RunSummary
 from tasks.concurrency import datapool_slot
+from tasks.credentials import storage_options
 from tasks.curate import (
     commit_run,
     list_objects,
@@ -42,14 +43,14 @@ def curate(config: CurateConfig) -> RunSummary:
     tag = config.tag or run_id
     started_at = datetime.now(UTC).isoformat()
     seconds: dict[str, float] = {}
-    datapool = Datapool(config.datapool, config.datapool_storage_options)
+    datapool = Datapool(config.datapool.url, storage_options(config.datapool))
     with datapool_slot(datapool.url), datapool.lock(run_id):
         with _stage(seconds, "list"):
             listing = list_objects(config)
         with _stage(seconds, "plan"):
             plan = plan_objects(config, listing)
         with _stage(seconds, "process"):
-            groups = shards(plan.to_process, config.shard_size)
+            groups = shards(plan.to_process, config.processing.shard_size)
             model = resolve_model(config)
             futures = process_shard.map(
                 groups, unmapped(model), unmapped(plan.work_key), unmapped(config)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from coresift import schema
 from coresift.config import CurateConfig
-from coresift.datapool import Datapool, gone_rows
+from coresift.datapool import Datapool, gone_rows, unsupported_rows
 from coresift.embedding import load_embedder, model_identity
 from coresift.listing import ObjectRef, list_source
 from coresift.picks import choose
@@ -29,7 +29,7 @@ from coresift.plan import Plan, plan_run
 from coresift.preflight import check_run
 from coresift.process import process_objects, shard_key
 from coresift.summary import RunSummary
-from tasks.credentials import source_options
+from tasks.credentials import storage_options
 
 IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
 
@@ -58,47 +58,51 @@ def new_run_id() -> str:
 
 
 def _datapool(config: CurateConfig) -> Datapool:
-    return Datapool(config.datapool, config.datapool_storage_options)
+    return Datapool(config.datapool.url, storage_options(config.datapool))
 
 
 @task(**IO_RETRIES)
 def list_objects(config: CurateConfig) -> list[ObjectRef]:
-    """List the source's admitted objects (no object bodies are read)."""
-    options = source_options(config)
-    check_run(config, options, lock_held=True)
+    """List the source's objects and their kinds (no object bodies are read)."""
+    source = config.source
+    options = storage_options(source)
+    check_run(config, options, storage_options(config.datapool), lock_held=True)
     listing = list_source(
-        config.source, options, config.include, config.exclude, config.relevant_filenames
+        source.url, options, source.include, source.exclude, source.relevant_filenames
     )
-    get_run_logger().info("listed %d objects under %s", len(listing), config.source)
+    get_run_logger().info("listed %d objects under %s", len(listing), source.url)
     return listing
 
 
 @task
 def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
-    """Split the listing into new, changed, skipped and gone against the datapool."""
+    """Split the listing into new, changed, skipped, gone and unsupported objects."""
     datapool = _datapool(config)
     plan = plan_run(
-        listing, datapool.objects(), datapool.version(), datapool.work_epoch(), config.process_all
+        listing, datapool.objects(), datapool.version(), datapool.work.epoch(), config.process_all
     )
     get_run_logger().info(
-        "plan: %d new, %d changed, %d unchanged, %d gone",
+        "plan: %d new, %d changed, %d unchanged, %d gone, %d unsupported",
         len(plan.new),
         len(plan.changed),
         plan.skipped,
         len(plan.gone),
+        plan.unsupported,
     )
+    for ref in plan.unsupported_new:
+        get_run_logger().warning("unsupported (neither image nor video): %s", ref.uri)
     return plan
 
 
 @task
 def resolve_model(config: CurateConfig) -> str:
     """The model's identity (name plus weights hash), without loading it."""
-    return model_identity(config.model)
+    return model_identity(config.processing.model)
 
 
 def _shard_name(refs: list[ObjectRef], model: str, work_key: str, config: CurateConfig) -> str:
-    settings = config.processing_settings().model_dump()
-    key = shard_key(refs, model, settings, config.datapool, work_key)
+    settings = config.processing.output_settings()
+    key = shard_key(refs, model, settings, config.datapool.url, work_key)
     return f"shards/{key}"
 
 
@@ -117,19 +121,15 @@ def process_shard(
     refs: list[ObjectRef], model_identity: str, work_key: str, config: CurateConfig
 ) -> ShardOutput:
     """Read each object once: check, measure and embed it; write the shard's samples."""
-    embedder = load_embedder(config.model, config.runtime, config.threads)
+    processing = config.processing
+    embedder = load_embedder(processing.model, processing.runtime, processing.threads)
     result = process_objects(
-        refs,
-        embedder,
-        options=source_options(config),
-        settings=config.processing_settings(),
-        workers=config.decode_workers,
-        batch_size=config.batch_size,
+        refs, embedder, processing=processing, options=storage_options(config.source)
     )
     name = _shard_name(refs, model_identity, work_key, config)
     datapool = _datapool(config)
-    datapool.write_work(f"{name}-objects", result.objects)
-    datapool.write_work(f"{name}-samples", result.samples)  # last: its presence means done
+    datapool.work.write(f"{name}-objects", result.objects)
+    datapool.work.write(f"{name}-samples", result.samples)  # last: its presence means done
     logger = get_run_logger()
     for row in result.objects.to_pylist():
         if row["reason"]:
@@ -144,7 +144,7 @@ def process_shard(
 
 
 def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.Table:
-    tables = [datapool.read_work(f"{s.name}-{part}") for s in shards]
+    tables = [datapool.work.read(f"{s.name}-{part}") for s in shards]
     empty = schema.SAMPLES if part == "samples" else schema.OBJECTS
     return pa.concat_tables(tables) if tables else empty.empty_table()
 
@@ -159,17 +159,18 @@ def select_samples(
     earlier = schema.SAMPLES.empty_table()
     if not config.process_all:
         earlier = datapool.samples(sample_ids=datapool.selected_sample_ids())
+    selection = config.selection
     picks = choose(
         samples,
         earlier,
         model=model_identity,
-        n_samples=config.n_samples,
-        min_distance=config.min_distance,
-        seed=config.seed,
+        n_samples=selection.n_samples,
+        min_distance=selection.min_distance,
+        seed=selection.seed,
         tag=tag,
-        sequence_length=config.sequence_length,
+        sequence_length=selection.sequence_length,
     )
-    datapool.write_work(f"runs/{run_id}/picks", picks.tags)
+    datapool.work.write(f"runs/{run_id}/picks", picks.tags)
     get_run_logger().info(
         "selected %d of %d new samples around %d earlier picks",
         len(picks.tags),
@@ -193,11 +194,63 @@ def commit_run(
     started_at: str,
     stage_seconds: dict[str, float],
 ) -> RunSummary:
-    """Append the run to the datapool in one commit, then publish its summary."""
+    """Append the run to the datapool in one commit, clean up, then publish its summary.
+
+    A retry after the commit landed (say, the artifact failed) finds the run committed and
+    only finishes the cleanup and the artifact: it never reads the removed work files.
+    """
     datapool = _datapool(config)
     outputs = [output for output, _ in shards]
-    samples = _run_table(datapool, outputs, "samples")
-    summary = RunSummary(
+    stored = datapool.run_summary(run_id)
+    if stored is not None:
+        summary = RunSummary.model_validate(stored)
+        get_run_logger().info("run %s is committed already; finishing its cleanup", run_id)
+    else:
+        summary = _summary(run_id, tag, plan, listed, shards, picks, started_at, stage_seconds)
+        samples = _run_table(datapool, outputs, "samples")
+        objects = [
+            _run_table(datapool, outputs, "objects"),
+            gone_rows(plan.gone),
+            unsupported_rows(plan.unsupported_new),
+        ]
+        datapool.commit(
+            run_id=run_id,
+            expected_version=plan.datapool_version,
+            objects=pa.concat_tables(objects),
+            samples=samples,
+            tags=datapool.work.read(picks.name),
+            run_row={
+                "tag": tag,
+                "started_at": started_at,
+                "summary_json": summary.model_dump_json(),
+            },
+        )
+    datapool.work.remove(
+        [picks.name, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
+    )
+    create_table_artifact(
+        [
+            {"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}
+            for k, v in summary.model_dump().items()
+        ],
+        key="coresift-run-summary",
+        description=f"coresift run {run_id} (tag {tag})",
+    )
+    return summary
+
+
+def _summary(
+    run_id: str,
+    tag: str,
+    plan: Plan,
+    listed: int,
+    shards: list[tuple[ShardOutput, bool]],
+    picks: PicksOutput,
+    started_at: str,
+    stage_seconds: dict[str, float],
+) -> RunSummary:
+    outputs = [output for output, _ in shards]
+    return RunSummary(
         run_id=run_id,
         tag=tag,
         objects_listed=listed,
@@ -205,7 +258,8 @@ def commit_run(
         objects_changed=len(plan.changed),
         objects_skipped=plan.skipped,
         objects_gone=len(plan.gone),
-        samples_processed=len(samples),
+        objects_unsupported=plan.unsupported,
+        samples_processed=sum(o.samples for o in outputs),
         samples_corrupt=sum(o.corrupt for o in outputs),
         samples_selected=picks.selected,
         samples_preselected=picks.preselected,
@@ -217,27 +271,6 @@ def commit_run(
         ),
         stage_seconds={k: round(v, 3) for k, v in stage_seconds.items()},
     )
-    version = datapool.commit(
-        run_id=run_id,
-        expected_version=plan.datapool_version,
-        objects=pa.concat_tables([_run_table(datapool, outputs, "objects"), gone_rows(plan.gone)]),
-        samples=samples,
-        tags=datapool.read_work(picks.name),
-        run_row={"tag": tag, "started_at": started_at, "summary_json": summary.model_dump_json()},
-    )
-    datapool.remove_work(
-        [picks.name, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
-    )
-    summary = summary.model_copy(update={"datapool_version": version})
-    create_table_artifact(
-        [
-            {"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}
-            for k, v in summary.model_dump().items()
-        ],
-        key="coresift-run-summary",
-        description=f"coresift run {run_id} (tag {tag})",
-    )
-    return summary
 
 
 @task(**IO_RETRIES)

@@ -22,7 +22,7 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 os.environ.setdefault("CORESIFT_CACHE", str(_SESSION_DIR / "cache"))
 
-from tests import servers  # noqa: E402  (after the environment above)
+from coresift.testing import servers  # noqa: E402  (after the environment above)
 
 
 @pytest.fixture(scope="session")

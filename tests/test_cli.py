@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from coresift.datapool import Datapool
-from tests.media import write_images
+from coresift.testing.media import write_images
+from coresift.testing.servers import BIN, wait_until
+from tests.helpers import last_json, run
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 SUMMARY_KEYS = {
     "run_id",
@@ -25,6 +24,7 @@ SUMMARY_KEYS = {
     "objects_changed",
     "objects_skipped",
     "objects_gone",
+    "objects_unsupported",
     "samples_processed",
     "samples_corrupt",
     "samples_selected",
@@ -35,36 +35,27 @@ SUMMARY_KEYS = {
     "duration_s",
     "stage_seconds",
 }
-COMMAND = [str(Path(sys.executable).parent / "coresift")]
-
-
-def coresift(
-    *args: str, cwd: Path | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*COMMAND, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"coresift {args} failed ({result.returncode}):\n{result.stderr[-3000:]}"
-        )
-    return result
-
-
-def last_json(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
-    summary: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary
 
 
 def test_default_run_on_the_bundled_photos_then_tags_and_export(workdir: Path) -> None:
-    summary = last_json(coresift("run", "--n-samples", "5", "--json", cwd=workdir))
+    summary = last_json(run("coresift", "run", "--n-samples", "5", "--json", cwd=workdir))
     assert set(summary) == SUMMARY_KEYS
     assert summary["samples_selected"] == 5
     assert summary["objects_new"] == len(list((workdir / "coresift-samples").glob("*.jpg")))
     tag = str(summary["tag"])
-    assert coresift("tags", cwd=workdir).stdout.split("\t")[:2] == [tag, "5"]
-    exported = coresift("export", "--tag", tag, cwd=workdir).stdout.splitlines()
+    assert run("coresift", "tags", cwd=workdir).stdout.split("\t")[:2] == [tag, "5"]
+    exported = run("coresift", "export", "--tag", tag, cwd=workdir).stdout.splitlines()
     assert len(exported) == 5 and all(Path(line).is_file() for line in exported)
-    coresift(
-        "export", "--tag", tag, "--format", "parquet", "--output", "picks.parquet", cwd=workdir
+    run(
+        "coresift",
+        "export",
+        "--tag",
+        tag,
+        "--format",
+        "parquet",
+        "--output",
+        "picks.parquet",
+        cwd=workdir,
     )
     import pyarrow.parquet as pq
 
@@ -76,13 +67,16 @@ def test_default_run_on_the_bundled_photos_then_tags_and_export(workdir: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--n-samples", "-1"], "n_samples: Input should be greater than or equal to 0"),
+        (["--n-samples", "-1"], "selection.n_samples: Input should be greater than or equal to 0"),
         (
             ["--n-samples", "3", "--min-distance", "3"],
-            "min_distance: Input should be less than or equal to 2",
+            "selection.min_distance: Input should be less than or equal to 2",
         ),
-        (["--tag", "x"], "set n_samples, min_distance, or both"),
-        (["--n-samples", "3", "--tag", "no spaces"], "tag: String should match pattern"),
+        (["--tag", "x"], "selection: set n_samples, min_distance, or both"),
+        (
+            ["--n-samples", "3", "--tag", "no spaces"],
+            "tag: may contain only letters, digits, '.', '_' and '-', got 'no spaces'",
+        ),
         (
             ["--n-samples", "3", "--source", "/no/such/folder"],
             "source /no/such/folder does not exist",
@@ -92,17 +86,19 @@ def test_default_run_on_the_bundled_photos_then_tags_and_export(workdir: Path) -
 def test_user_errors_name_the_problem_without_a_traceback(
     workdir: Path, args: list[str], message: str
 ) -> None:
-    result = coresift("run", "--source", str(workdir), *args, check=False, cwd=workdir)
+    result = run("coresift", "run", "--source", str(workdir), *args, check=False, cwd=workdir)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_config_file_fields_are_validated_by_name(workdir: Path) -> None:
-    (workdir / "run.yaml").write_text(f"source: {workdir}\nn_samples: 2\nshard_sise: 3\n")
-    result = coresift("run", "--config", str(workdir / "run.yaml"), check=False)
+    (workdir / "run.yaml").write_text(
+        f"source: {{url: {workdir}}}\nselection: {{n_samples: 2}}\nprocessing: {{shard_sise: 3}}\n"
+    )
+    result = run("coresift", "run", "--config", str(workdir / "run.yaml"), check=False)
     assert result.returncode == 2
-    assert "shard_sise: Extra inputs are not permitted" in result.stderr
+    assert "processing.shard_sise: Extra inputs are not permitted" in result.stderr
 
 
 def test_s3_run_is_configured_by_aws_variables_and_never_prints_them(
@@ -112,7 +108,8 @@ def test_s3_run_is_configured_by_aws_variables_and_never_prints_them(
 
     write_images(workdir / "images", 0, 12)
     s3fs.S3FileSystem().put(f"{workdir / 'images'}/", f"{s3_bucket}/in/", recursive=True)
-    result = coresift(
+    result = run(
+        "coresift",
         "run",
         "--source",
         f"s3://{s3_bucket}/in",
@@ -145,7 +142,8 @@ def test_a_killed_run_resumes_from_its_finished_shards(workdir: Path) -> None:
     write_images(folder, 0, 160)
     config = workdir / "slow.yaml"  # small shards on the slower engine, so a kill lands mid-run
     config.write_text(
-        f"source: {folder}\nn_samples: 8\nshard_size: 10\nruntime: torch\nthreads: 1\ntag: t\n"
+        f"source: {{url: {folder}}}\nselection: {{n_samples: 8}}\ntag: t\n"
+        "processing: {shard_size: 10, runtime: torch, threads: 1}\n"
     )
     # Prefect's persisted results, named by our cache key: a shard counts as finished once here.
     results = Path(os.environ["PREFECT_HOME"]) / "storage"
@@ -155,28 +153,45 @@ def test_a_killed_run_resumes_from_its_finished_shards(workdir: Path) -> None:
         return len(set(results.glob("coresift-shards-*")) - before)
 
     process = subprocess.Popen(
-        [*COMMAND, "run", "--config", str(config), "--datapool", str(workdir / "pool")],
+        [
+            str(BIN / "coresift"),
+            "run",
+            "--config",
+            str(config),
+            "--datapool",
+            str(workdir / "pool"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and finished() < 3:
+
+    def three_finished() -> bool:
         assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.05)
+        return finished() >= 3
+
+    wait_until(three_finished, "three finished shards", timeout=300, interval=0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     cached = finished()
     assert 3 <= cached < 16
     assert Datapool(str(workdir / "pool")).version() == -1  # nothing committed
 
-    resumed = coresift(
-        "run", "--config", str(config), "--datapool", str(workdir / "pool"), "--json"
+    resumed = run(
+        "coresift", "run", "--config", str(config), "--datapool", str(workdir / "pool"), "--json"
     )
     summary = last_json(resumed)
     assert resumed.stderr.count("Finished in state Cached(type=COMPLETED)") == cached
     assert summary["objects_new"] == 160
     assert summary["bytes_read"] < summary["bytes_new"]  # finished shards were not read again
 
-    coresift("run", "--config", str(config), "--datapool", str(workdir / "straight"), "--json")
+    run(
+        "coresift",
+        "run",
+        "--config",
+        str(config),
+        "--datapool",
+        str(workdir / "straight"),
+        "--json",
+    )
     assert _datapool_contents(workdir / "pool") == _datapool_contents(workdir / "straight")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,14 +12,13 @@ import pytest
 
 from coresift.datapool import Datapool
 from coresift.embedding import load_embedder
+from coresift.errors import VANISHED
 from coresift.listing import list_source
-from coresift.process import VANISHED, process_objects
-from tests.media import jpeg_bytes, photo, real_clip, write_images
-from tests.test_curate_flow import curate_once
+from coresift.process import process_objects
+from coresift.testing.media import encode_video, jpeg_bytes, photo, real_clip, write_images
+from tests.helpers import curate_once, object_rows, run
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
-
-COMMAND = [str(Path(sys.executable).parent / "coresift")]
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
 @pytest.fixture(params=["gcs", "azure"])
@@ -97,13 +94,7 @@ def test_a_datapool_on_s3_or_azure_behaves_like_a_local_one(
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+    return run("coresift", "run", *args, env=env, check=False)
 
 
 @pytest.mark.parametrize(
@@ -147,10 +138,11 @@ def test_wrong_s3_credentials_are_access_denied(s3_bucket: str, workdir: Path) -
     assert "Traceback" not in result.stderr
 
 
-def _sas_connection(azurite: str, container: str, expiry: datetime) -> str:
+def _sas_connection(azurite: str, container: str, expiry: datetime) -> tuple[str, str]:
+    """A connection string holding a container SAS token, and the token."""
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    from tests.servers import AZURITE_ACCOUNT, AZURITE_KEY
+    from coresift.testing.servers import AZURITE_ACCOUNT, AZURITE_KEY
 
     token = generate_container_sas(
         AZURITE_ACCOUNT,
@@ -197,7 +189,7 @@ def test_azure_sas_tokens_work_and_expired_ones_are_access_denied(
 def test_the_azure_account_key_never_reaches_logs_or_the_datapool(
     azure_container: str, workdir: Path
 ) -> None:
-    from tests.servers import AZURITE_KEY
+    from coresift.testing.servers import AZURITE_KEY
 
     fs, _ = fsspec.core.url_to_fs(f"az://{azure_container}")
     fs.pipe_file(f"{azure_container}/in/a.jpg", jpeg_bytes(photo(2)))
@@ -221,7 +213,11 @@ def test_an_object_deleted_between_listing_and_reading_is_recorded_as_gone(gcs_b
     statuses = {
         r["uri"].rsplit("/", 1)[1]: (r["status"], r["reason"]) for r in result.objects.to_pylist()
     }
-    assert statuses == {"0.jpg": ("ok", None), "1.jpg": ("gone", VANISHED), "2.jpg": ("ok", None)}
+    assert statuses == {
+        "0.jpg": ("ok", None),
+        "1.jpg": ("gone", VANISHED.message),
+        "2.jpg": ("ok", None),
+    }
     assert len(result.samples) == 2
 
 
@@ -241,10 +237,42 @@ def test_throttling_is_retried_with_backoff(
         if faults["left"] > 0:
             faults["left"] -= 1
             raise OSError("429 Too Many Requests: rate limit exceeded (injected)")
-        return await real_cat(self, path, *args, **kwargs)
+        return bytes(await real_cat(self, path, *args, **kwargs))
 
     monkeypatch.setattr(gcsfs.GCSFileSystem, "_cat_file", throttled)
     gcsfs.GCSFileSystem.clear_instance_cache()  # sync wrappers are bound when an instance is made
     run = curate_once(f"gs://{gcs_bucket}/in", str(workdir / "pool"), n_samples=2)
     assert faults["left"] == 0
     assert (run.objects_new, run.samples_corrupt, run.samples_selected) == (4, 0, 2)
+
+
+def test_every_kind_is_decided_once_and_counted(gcs_bucket: str, workdir: Path) -> None:
+    """An extensionless object typed video/* is a video, an .ogg video is a video, and a text
+    file is counted and recorded as unsupported, never read."""
+    import gcsfs
+
+    fs = gcsfs.GCSFileSystem()
+    encode_video(workdir / "clip.ogg", codec="libvpx", frames=30, fps=10)
+    fs.pipe_file(f"{gcs_bucket}/in/camera-7", real_clip("bikes.mp4"), content_type="video/mp4")
+    fs.pipe_file(f"{gcs_bucket}/in/clip.ogg", (workdir / "clip.ogg").read_bytes())
+    fs.pipe_file(f"{gcs_bucket}/in/notes.txt", b"shot list\n", content_type="text/plain")
+    fs.pipe_file(f"{gcs_bucket}/in/still.jpg", jpeg_bytes(photo(2)))
+    pool = str(workdir / "pool")
+
+    run = curate_once(f"gs://{gcs_bucket}/in", pool, n_samples=4)
+    assert (run.objects_listed, run.objects_new, run.objects_unsupported) == (4, 3, 1)
+    assert (run.samples_processed, run.samples_corrupt) == (10 + 3 + 1, 0)  # 1 frame/s
+    assert run.bytes_read == run.bytes_new  # the text file is not read
+    rows = object_rows(pool)
+    assert (rows["camera-7"]["status"], rows["camera-7"]["media"]) == ("ok", "video")
+    assert rows["camera-7"]["frame_count"] == 250
+    assert (rows["clip.ogg"]["status"], rows["clip.ogg"]["media"]) == ("ok", "video")
+    assert (rows["notes.txt"]["status"], rows["notes.txt"]["reason_code"]) == (
+        "unsupported",
+        "unsupported",
+    )
+
+    again = curate_once(f"gs://{gcs_bucket}/in", pool, n_samples=4)
+    assert (again.objects_skipped, again.objects_unsupported, again.bytes_read) == (3, 1, 0)
+    table = Datapool(pool).committed("objects")
+    assert table is not None and len(table) == 4  # nothing recorded twice

@@ -9,22 +9,15 @@ from typing import Any
 import pyarrow.compute as pc
 import pytest
 
-from coresift.config import build_config
 from coresift.datapool import Datapool
-from coresift.summary import RunSummary
-from tests.media import corrupt_files, jpeg_bytes, photo, write_images
+from coresift.testing.media import corrupt_files, jpeg_bytes, photo, write_images
+from tests.helpers import curate_once
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-def curate_once(source: str, datapool: str, **fields: Any) -> RunSummary:
-    from flows.curate import curate
-
-    return curate(build_config({"source": source, "datapool": datapool, **fields}))
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
 def _picked_uris(datapool: str, tag: str) -> list[str]:
-    return Datapool(datapool).tag_samples(tag).column("uri").to_pylist()
+    return [str(uri) for uri in Datapool(datapool).tag_samples(tag).column("uri").to_pylist()]
 
 
 def test_three_runs_read_each_new_byte_once_and_select_around_earlier_picks(
@@ -151,3 +144,33 @@ def test_min_distance_alone_stops_the_selection(workdir: Path) -> None:
     distances = Datapool(pool).tag_samples("far").column("distance")
     assert 1 <= run.samples_selected < 30
     assert pc.min(distances).as_py() >= 0.9
+
+
+def test_a_commit_retried_after_it_landed_finishes_without_writing_again(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No server fails on cue after a commit, so the fault is injected into the real step
+    that follows it (publishing the artifact); the task's own retry must then finish."""
+    from prefect.artifacts import create_table_artifact as publish
+
+    failures: list[str] = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append("artifact")
+            raise ConnectionError("artifact API unreachable (injected after the commit)")
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr("tasks.curate.create_table_artifact", fails_once)
+    folder, pool = workdir / "images", str(workdir / "pool")
+    write_images(folder, 0, 10)
+    run = curate_once(str(folder), pool, n_samples=3, tag="t")
+
+    assert failures == ["artifact"]
+    datapool = Datapool(pool)
+    assert datapool.version() == 0
+    assert [datapool.tables.version(t) for t in ("objects", "samples", "tags")] == [0, 0, 0]
+    assert len(datapool.samples(["sample_id"])) == 10
+    assert datapool.tag_summary()[0]["samples"] == 3
+    assert datapool.run_summary(run.run_id) == run.model_dump()
+    assert not list((workdir / "pool" / "_work").rglob("*.parquet"))  # cleanup finished

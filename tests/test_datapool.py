@@ -18,6 +18,10 @@ from coresift.listing import ObjectRef
 from coresift.plan import plan_run
 
 
+def _ref(uri: str, version: str, size: int) -> ObjectRef:
+    return ObjectRef(uri=uri, version=version, size=size, kind="image")
+
+
 def _samples(*uris: str) -> pa.Table:
     rows = [
         {"sample_id": f"id-{u}", "uri": u, "version": "v1", "model": "m", "embedding": [1.0, 0.0]}
@@ -64,11 +68,11 @@ def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str,
 def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
     assert pool.version() == -1
-    a, b = ObjectRef(uri="a", version="1", size=3), ObjectRef(uri="b", version="1", size=4)
+    a, b = _ref("a", "1", 3), _ref("b", "1", 4)
     assert _commit(pool, "r1", [a, b]) == 0
     assert {u: s.status for u, s in pool.objects().items()} == {"a": "ok", "b": "ok"}
     plan = plan_run(
-        [ObjectRef(uri="a", version="2", size=5), ObjectRef(uri="c", version="1", size=1)],
+        [_ref("a", "2", 5), _ref("c", "1", 1)],
         pool.objects(),
         pool.version(),
         "epoch",
@@ -86,12 +90,11 @@ def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
 
 def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
-    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    _commit(pool, "r1", [_ref("a", "1", 3)])
     # A crash after the samples and objects appends but before the runs row:
-    pool._append("samples", schema.with_run_id(_samples("z"), "crashed"))
-    pool._append(
-        "objects",
-        schema.with_run_id(_objects([ObjectRef(uri="z", version="1", size=1)]), "crashed"),
+    pool.tables.append("samples", schema.with_run_id(_samples("z"), "crashed"), "crashed")
+    pool.tables.append(
+        "objects", schema.with_run_id(_objects([_ref("z", "1", 1)]), "crashed"), "crashed"
     )
     assert set(pool.objects()) == {"a"}
     assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
@@ -100,8 +103,9 @@ def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None
 
 def test_a_retried_commit_writes_each_row_once(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
-    ref = ObjectRef(uri="a", version="1", size=3)
-    pool._append("samples", schema.with_run_id(_samples("a"), "r1"))  # a first attempt died here
+    ref = _ref("a", "1", 3)
+    # A first attempt died after its samples append:
+    pool.tables.append("samples", schema.with_run_id(_samples("a"), "r1"), "r1")
     assert _commit(pool, "r1", [ref]) == 0
     assert _commit(pool, "r1", [ref]) == 0  # a retry after the runs row landed changes nothing
     assert len(pool.samples(["uri"])) == 1
@@ -110,7 +114,7 @@ def test_a_retried_commit_writes_each_row_once(workdir: Path) -> None:
 
 def test_a_datapool_from_before_a_column_was_added_still_works(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
-    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    _commit(pool, "r1", [_ref("a", "1", 3)])
     old_tags = pool.tags().drop_columns(["clip"])  # as an earlier coresift wrote them
     shutil.rmtree(workdir / "pool" / "tags")
     from deltalake import write_deltalake
@@ -118,7 +122,7 @@ def test_a_datapool_from_before_a_column_was_added_still_works(workdir: Path) ->
     write_deltalake(str(workdir / "pool" / "tags"), old_tags)
     assert pool.tags().column("clip").null_count == 1
     assert [t["tag"] for t in pool.tag_summary()] == ["t-r1"]
-    _commit(pool, "r2", [ObjectRef(uri="b", version="1", size=3)])  # merges the new column in
+    _commit(pool, "r2", [_ref("b", "1", 3)])  # merges the new column in
     assert pool.tags().column("clip").to_pylist() == [None, None]
 
 
@@ -136,7 +140,7 @@ def test_a_second_writer_fails_clearly(workdir: Path) -> None:
 
 def test_a_commit_after_someone_elses_fails_and_writes_nothing(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
-    ref = ObjectRef(uri="a", version="1", size=3)
+    ref = _ref("a", "1", 3)
     _commit(pool, "r1", [ref])
     with pool.lock("late"), pytest.raises(DatapoolBusyError, match="changed while this run"):
         pool.commit(
@@ -171,7 +175,7 @@ def test_a_lock_left_by_a_dead_process_is_broken(workdir: Path) -> None:
 
 def test_datapool_on_s3(s3_bucket: str) -> None:
     pool = Datapool(f"s3://{s3_bucket}/pool")
-    _commit(pool, "r1", [ObjectRef(uri="a", version="1", size=3)])
+    _commit(pool, "r1", [_ref("a", "1", 3)])
     with pool.lock("first"), pytest.raises(DatapoolBusyError), pool.lock("second"):
         pass
     assert Datapool(f"s3://{s3_bucket}/pool").objects()["a"].version == "1"

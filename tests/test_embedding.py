@@ -10,7 +10,7 @@ import torch
 
 from coresift.embedding import load_embedder, model_identity
 from coresift.errors import ModelError
-from tests.media import distinct_image, photo
+from coresift.testing.media import distinct_image, photo
 
 
 def _batch(embedder_preprocess: object, count: int = 3) -> np.ndarray:
@@ -45,10 +45,15 @@ class _TinyNet(torch.nn.Module):
         return torch.relu(self.conv(x))
 
 
+# TorchScript and the TorchScript-based ONNX exporter are deprecated by PyTorch, but users
+# still bring .pt files of that kind, and this test makes such files.
+@pytest.mark.filterwarnings("ignore:`torch.jit.:FutureWarning")
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export")
+@pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning")
 def test_user_torchscript_and_onnx_files_by_url(workdir: Path) -> None:
     net = _TinyNet().eval()
     scripted = workdir / "tiny.pt"
-    torch.jit.script(net).save(str(scripted))
+    torch.jit.script(net).save(str(scripted))  # type: ignore[no-untyped-call]
     exported = workdir / "tiny.onnx"
     torch.onnx.export(
         net,
@@ -66,7 +71,7 @@ def test_user_torchscript_and_onnx_files_by_url(workdir: Path) -> None:
     assert np.abs(ts.embed(batch) - ox.embed(batch)).max() < 1e-4
     assert ts.identity.startswith(str(scripted) + "@")
     before = model_identity(str(scripted))
-    torch.jit.script(_TinyNet()).save(str(scripted))
+    torch.jit.script(_TinyNet()).save(str(scripted))  # type: ignore[no-untyped-call]
     model_identity.cache_clear()
     assert model_identity(str(scripted)) != before  # new weights, new identity
 

@@ -8,26 +8,37 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from coresift.errors import MediaError
+from coresift.errors import MediaError, TooManyPixelsError
 from coresift.images import decode_image
 from coresift.metadata import image_metrics
-from tests.media import corrupt_files, distinct_image, jpeg_bytes
+from coresift.testing.media import corrupt_files, distinct_image, jpeg_bytes
 
 LIMIT = 100_000_000
 
 
 @pytest.mark.parametrize(
-    ("name", "reason"),
+    ("name", "code", "message"),
     [
-        ("truncated.jpg", "truncated"),
-        ("empty.jpg", "empty file"),
-        ("not-an-image.png", "not an image"),
-        ("png-named-jpg.jpg", "content is PNG but the extension is .jpg"),
+        ("truncated.jpg", "truncated", "truncated"),
+        ("empty.jpg", "empty", "empty file"),
+        ("not-an-image.png", "not_an_image", "not an image"),
+        ("png-named-jpg.jpg", "format_mismatch", "content is PNG but the extension is .jpg"),
     ],
 )
-def test_damaged_files_raise_their_reason(name: str, reason: str) -> None:
-    with pytest.raises(MediaError, match=reason):
+def test_damaged_files_raise_their_reason(name: str, code: str, message: str) -> None:
+    with pytest.raises(MediaError, match=message) as raised:
         decode_image(corrupt_files()[name], name, LIMIT)
+    assert raised.value.reason.code == code
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "WEBP", "TIFF", "GIF"])
+def test_truncated_files_of_other_formats_are_truncated_or_undecodable(image_format: str) -> None:
+    buffer = io.BytesIO()
+    distinct_image(5, (64, 48)).save(buffer, format=image_format)
+    whole = buffer.getvalue()
+    with pytest.raises(MediaError) as raised:
+        decode_image(whole[: len(whole) // 2], f"cut.{image_format.lower()}", LIMIT)
+    assert raised.value.reason.code in ("truncated", "decode_failed")
 
 
 def test_whole_jpeg_decodes() -> None:
@@ -36,8 +47,15 @@ def test_whole_jpeg_decodes() -> None:
 
 
 def test_too_many_pixels_is_refused_before_decoding() -> None:
-    with pytest.raises(MediaError, match="exceeds max_image_pixels"):
+    with pytest.raises(TooManyPixelsError, match="exceeds max_image_pixels"):
         decode_image(jpeg_bytes(distinct_image(1)), "a.jpg", 100 * 100)
+
+
+def test_an_image_without_an_extension_is_judged_by_its_content() -> None:
+    assert decode_image(jpeg_bytes(distinct_image(1)), "s3://b/camera/0001", LIMIT).size == (
+        160,
+        120,
+    )
 
 
 def test_exif_orientation_is_applied() -> None:

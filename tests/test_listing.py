@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,15 +29,44 @@ def test_relevant_filenames_exact_prefix_and_exclude() -> None:
     assert not relevant.admits("b/no.jpg")
 
 
-def test_local_listing_is_recursive_sorted_and_filtered(workdir: Path) -> None:
+def test_local_listing_is_recursive_sorted_filtered_and_kinded(workdir: Path) -> None:
     _touch(workdir, "b.jpg", "a.PNG", "sub/c.jpeg", "sub/deep/d.webp", "notes.txt", "e.jpg")
+    _touch(workdir, "sub/clip.OGV", "sub/cam.m2ts")
     (workdir / "relevant.txt").write_text("sub/*\na.PNG\nb.jpg\n!sub/deep/*\n")
-    names = [Path(r.uri).name for r in list_source(str(workdir))]
-    assert names == ["a.PNG", "b.jpg", "e.jpg", "c.jpeg", "d.webp"]
-    filtered = list_source(str(workdir), include=["*.jpg", "sub/*"], exclude=["e.*"])
-    assert [Path(r.uri).name for r in filtered] == ["b.jpg", "c.jpeg", "d.webp"]
+    kinds = {_relative(workdir, r.uri): r.kind for r in list_source(str(workdir))}
+    assert list(kinds) == [
+        "a.PNG",
+        "b.jpg",
+        "e.jpg",
+        "notes.txt",
+        "relevant.txt",
+        "sub/c.jpeg",
+        "sub/cam.m2ts",
+        "sub/clip.OGV",
+        "sub/deep/d.webp",
+    ]
+    assert kinds["notes.txt"] == kinds["relevant.txt"] == "unsupported"
+    assert kinds["sub/clip.OGV"] == kinds["sub/cam.m2ts"] == "video"
+    assert kinds["sub/c.jpeg"] == "image"
+    filtered = list_source(str(workdir), include=["*.jpg", "sub/*"], exclude=["e.*", "*.m2ts"])
+    assert [_relative(workdir, r.uri) for r in filtered] == [
+        "b.jpg",
+        "sub/c.jpeg",
+        "sub/clip.OGV",
+        "sub/deep/d.webp",
+    ]
     relevant = list_source(str(workdir), relevant_filenames=str(workdir / "relevant.txt"))
-    assert [Path(r.uri).name for r in relevant] == ["a.PNG", "b.jpg", "c.jpeg"]
+    assert [_relative(workdir, r.uri) for r in relevant] == [
+        "a.PNG",
+        "b.jpg",
+        "sub/c.jpeg",
+        "sub/cam.m2ts",
+        "sub/clip.OGV",
+    ]
+
+
+def _relative(root: Path, uri: str) -> str:
+    return str(Path(uri).relative_to(root))
 
 
 def test_local_version_changes_when_the_file_changes(workdir: Path) -> None:
@@ -65,7 +96,42 @@ def test_s3_listing_pages_past_1000_keys_with_etags(s3_bucket: str) -> None:
     fs.pipe({f"{s3_bucket}/many/{i:05d}.jpg": b"%d" % i for i in range(1005)})
     fs.pipe({f"{s3_bucket}/many/readme.txt": b"not an image"})
     listing = list_source(f"s3://{s3_bucket}/many")
-    assert len(listing) == 1005
+    assert len(listing) == 1006
+    assert [r.uri for r in listing if r.kind == "unsupported"] == [
+        f"s3://{s3_bucket}/many/readme.txt"
+    ]
     assert listing[0].uri == f"s3://{s3_bucket}/many/00000.jpg"
     assert all(ref.version and ref.version != "None" for ref in listing)
     assert len({ref.version for ref in listing[:10]}) == 10  # ETags differ with content
+
+
+def test_objects_without_an_extension_are_kinded_by_content_type(
+    s3_bucket: str, gcs_bucket: str, azure_container: str
+) -> None:
+    """GCS and Azure list content types; on S3 an extensionless object costs a HEAD request."""
+    import adlfs
+    import gcsfs
+    import s3fs
+    from azure.storage.blob import ContentSettings
+
+    def azure_type(value: str) -> dict[str, Any]:
+        return {"content_settings": ContentSettings(content_type=value)}
+
+    stores: list[tuple[Any, str, Callable[[str], dict[str, Any]]]] = [
+        (gcsfs.GCSFileSystem(), gcs_bucket, lambda value: {"content_type": value}),
+        (s3fs.S3FileSystem(), s3_bucket, lambda value: {"ContentType": value}),
+        (adlfs.AzureBlobFileSystem(), azure_container, azure_type),
+    ]
+    for fs, bucket, typed in stores:
+        fs.pipe_file(f"{bucket}/in/clip", b"v", **typed("video/mp4"))
+        fs.pipe_file(f"{bucket}/in/photo", b"i", **typed("image/jpeg"))
+        fs.pipe_file(f"{bucket}/in/log", b"l", **typed("text/plain"))
+        fs.pipe_file(f"{bucket}/in/named.mp4", b"n", **typed("application/octet-stream"))
+    for url in (f"gs://{gcs_bucket}/in", f"s3://{s3_bucket}/in", f"az://{azure_container}/in"):
+        kinds = {r.uri.rsplit("/", 1)[1]: r.kind for r in list_source(url)}
+        assert kinds == {
+            "clip": "video",
+            "photo": "image",
+            "log": "unsupported",
+            "named.mp4": "video",
+        }, url

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from coresift.errors import NotificationError
 from coresift.notifications import (
-    NotificationError,
     ObjectCreated,
     parse_event_grid,
     parse_gcs,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,10 +11,15 @@ import pytest
 from coresift.pipeline import OrderedProducer
 
 
+def _work(units: int) -> None:
+    """Real CPU work of a given size, so workers finish out of order."""
+    hashlib.sha256(bytes(20_000 * units)).digest()
+
+
 def test_items_come_in_input_order_whatever_the_timing() -> None:
     def produce(n: int) -> Iterator[tuple[int, int]]:
         for i in range(n % 5):
-            time.sleep(0.001 * ((n * 7 + i) % 3))
+            _work((n * 7 + i) % 3)
             yield (n, i)
 
     inputs = list(range(40))
@@ -37,7 +42,7 @@ def test_a_long_stream_is_held_to_its_queue_size() -> None:
     consumed = 0
     for _ in OrderedProducer(list(range(6)), produce, workers=2, lookahead=3, queue_size=4):
         consumed += 1
-        time.sleep(0.0005)
+        _work(1)  # a slow consumer: producers run ahead as far as the bounds let them
         with lock:
             buffered.append(produced - consumed)
     assert consumed == 205
@@ -61,9 +66,10 @@ def test_stopping_early_ends_the_workers() -> None:
     def produce(n: int) -> Iterator[int]:
         yield from range(1000)
 
-    before = threading.active_count()
-    for item in OrderedProducer(list(range(5)), produce, workers=2, lookahead=2, queue_size=2):
+    producer = OrderedProducer(list(range(5)), produce, workers=2, lookahead=2, queue_size=2)
+    items = iter(producer)
+    for item in items:
         if item == 10:
             break
-    time.sleep(1.2)
-    assert threading.active_count() == before
+    items.close()  # what dropping the iterator does: its cleanup joins the workers
+    assert producer.threads and not any(thread.is_alive() for thread in producer.threads)

@@ -12,15 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from coresift.config import FrameSampling, VideoLimits
 from coresift.datapool import Datapool
 from coresift.dump import dump_tag
 from coresift.export import export_tag
 from coresift.picks import embedding_matrix
-from coresift.video import FrameSampling, VideoLimits, VideoOutcome, decode_frames
-from tests.media import REAL_CLIPS, encode_video, jpeg_bytes, photo, real_clip
-from tests.test_curate_flow import curate_once
+from coresift.testing.media import REAL_CLIPS, encode_video, jpeg_bytes, photo, real_clip
+from coresift.video import VideoOutcome, decode_frames
+from tests.helpers import curate_once, object_rows
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 
 def _write_real_clips(folder: Path) -> int:
@@ -117,7 +118,7 @@ def test_damaged_videos_are_reported_and_the_run_succeeds(workdir: Path) -> None
     (folder / "fine.mkv").write_bytes(whole)
     run = curate_once(str(folder), pool, n_samples=5, frames={"mode": "all"})
     objects = {u.rsplit("/", 1)[1]: s for u, s in Datapool(pool).objects().items()}
-    rows = {r["uri"].rsplit("/", 1)[1]: r for r in Datapool(pool)._committed("objects").to_pylist()}
+    rows = object_rows(pool)
     assert objects["empty.mp4"].status == "corrupt" and "empty" in rows["empty.mp4"]["reason"]
     assert (
         objects["cut-index.mp4"].status == "corrupt"
@@ -140,7 +141,7 @@ def test_limits_are_recorded_not_fatal(workdir: Path) -> None:
         str(folder), pool, n_samples=3, frames={"mode": "all"}, video_limits={"max_frames": 12}
     )
     assert run.samples_processed == 12
-    (row,) = Datapool(pool)._committed("objects").to_pylist()
+    (row,) = object_rows(pool).values()
     assert row["reason"] == "stopped at max_frames=12"
 
 
@@ -218,7 +219,7 @@ def test_dumping_one_frame_reads_only_the_ranges_it_needs(
     import fsspec
 
     from coresift import storage
-    from coresift.dump import read_frames
+    from coresift.video import read_frames
 
     monkeypatch.setattr(storage, "STREAM_BLOCK_SIZE", 32 * 1024)
     path = workdir / "bikes.mp4"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project checkout (an editable install)
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's documented, public development key: it protects nothing.
@@ -31,7 +31,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+def wait_until(
+    check: Callable[[], object], what: str, timeout: float = 60.0, interval: float = 0.2
+) -> None:
+    """Poll check until it is true (OSError counts as not yet); TimeoutError after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -39,8 +42,13 @@ def wait_until(check: Callable[[], object], what: str, timeout: float = 60.0) ->
                 return
         except OSError:
             pass
-        time.sleep(0.2)
+        time.sleep(interval)
     raise TimeoutError(f"{what} did not become ready in {timeout:.0f} s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
 
 
 def _http_ok(url: str) -> bool:
@@ -189,9 +197,10 @@ def _azurite_service(workdir: Path, service: str) -> Iterator[str]:
         f"--{service}Port",
         str(port),
         "--skipApiVersionCheck",
+        "--disableTelemetry",  # it would reach out to the internet
     ]
     with _process(command, workdir / f"azurite-{service}.log", kill=True):
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1), "Azurite")
+        wait_until(lambda: _port_open(port), "Azurite")
         yield (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"{service.capitalize()}Endpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"

@@ -1,0 +1,77 @@
+"""The commit protocol: how one run's rows become visible all at once, or not at all.
+
+Delta commits are atomic per table, not across tables, so `runs` is the commit log: a row of
+any other table counts only once its run_id is in `runs`, and the runs row is written last.
+A run that dies before that write leaves rows nobody reads, so the datapool is exactly as it
+was. Every append is recorded under the run's app transaction, so a retried commit skips what
+an earlier attempt wrote and never duplicates a row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from coresift import schema
+from coresift.datapool.delta import DeltaTables
+from coresift.errors import UNSUPPORTED, DatapoolBusyError
+from coresift.listing import ObjectRef
+
+
+def commit_run(
+    tables: DeltaTables,
+    *,
+    run_id: str,
+    expected_version: int,
+    objects: pa.Table,
+    samples: pa.Table,
+    tags: pa.Table,
+    run_row: dict[str, Any],
+) -> int:
+    """Append one run's rows, runs row last, and return the new datapool version.
+
+    Call it while holding the datapool's lock. Safe to retry: appends an earlier attempt
+    made are skipped, and a run whose runs row is in is complete and changes nothing.
+
+    Raises:
+        DatapoolBusyError: another run committed since this one planned.
+    """
+    if tables.has_run("runs", run_id):
+        return tables.version("runs")
+    current = tables.version("runs")
+    if current != expected_version:
+        raise DatapoolBusyError(
+            f"datapool {tables.url} changed while this run was processing (version "
+            f"{expected_version} -> {current}): another run committed. Nothing was "
+            "written; run again to process what is still new."
+        )
+    for name, rows in (("samples", samples), ("objects", objects), ("tags", tags)):
+        if len(rows):
+            tables.append(name, schema.with_run_id(rows, run_id), run_id)
+    runs = tables.read("runs", ["run_id"])
+    run = {**run_row, "run_id": run_id, "sequence": 0 if runs is None else len(runs)}
+    tables.append("runs", pa.Table.from_pylist([run], schema=schema.RUNS), run_id)
+    return tables.version("runs")
+
+
+def gone_rows(uris: list[str]) -> pa.Table:
+    """Objects-table rows for objects that are no longer listed."""
+    rows = [{"uri": uri, "version": "", "size": 0, "status": "gone"} for uri in uris]
+    return pa.Table.from_pylist(rows, schema=schema.OBJECTS)
+
+
+def unsupported_rows(refs: list[ObjectRef]) -> pa.Table:
+    """Objects-table rows for listed objects that are neither images nor videos (never read)."""
+    rows = [
+        {
+            "uri": ref.uri,
+            "version": ref.version,
+            "size": ref.size,
+            "status": "unsupported",
+            "reason": UNSUPPORTED.message,
+            "reason_code": UNSUPPORTED.code,
+        }
+        for ref in refs
+    ]
+    return pa.Table.from_pylist(rows, schema=schema.OBJECTS)

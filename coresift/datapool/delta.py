@@ -1,0 +1,97 @@
+"""The datapool's Delta Lake tables: reading them whatever coresift version wrote them, and
+appending to them at most once per run.
+
+Each append carries a Delta app transaction named after its run (`CommitProperties(
+app_transactions=...)`), so a retried commit asks the table whether its run's rows are in
+already instead of deleting leftovers by hand.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from coresift import schema
+from coresift.errors import DatapoolError
+
+SCHEMAS = {
+    "objects": schema.OBJECTS,
+    "samples": schema.SAMPLES,
+    "tags": schema.TAGS,
+    "runs": schema.RUNS,
+}
+
+
+def run_transaction(run_id: str) -> str:
+    """The Delta app id under which a run's appends are recorded in every table."""
+    return f"coresift-run-{run_id}"
+
+
+class DeltaTables:
+    """The named tables under one URL, with the storage options delta-rs needs."""
+
+    def __init__(self, url: str, storage_options: dict[str, str]):
+        self.url = url
+        self._options = storage_options
+
+    def uri(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def open(self, name: str) -> DeltaTable | None:
+        """The table, or None while no run has written it."""
+        try:
+            return DeltaTable(self.uri(name), storage_options=self._options)
+        except TableNotFoundError:
+            return None
+        except OSError as error:
+            raise DatapoolError(f"cannot read datapool table {self.uri(name)}: {error}") from None
+
+    def version(self, name: str) -> int:
+        """The table's Delta version, -1 while it does not exist."""
+        table = self.open(name)
+        return -1 if table is None else int(table.version())
+
+    def read(
+        self, name: str, columns: list[str] | None = None, where: pc.Expression | None = None
+    ) -> pa.Table | None:
+        """A table's rows, committed runs' or not (callers filter by run), or None if absent.
+
+        Columns that an older coresift did not write come back as nulls, so datapools
+        outlive schema additions.
+        """
+        table = self.open(name)
+        if table is None:
+            return None
+        present = {field.name for field in table.schema().fields}
+        names = SCHEMAS[name].names
+        wanted = columns or (names if "run_id" in names else [*names, "run_id"])
+        rows = table.to_pyarrow_dataset().to_table(
+            columns=[c for c in wanted if c in present], filter=where
+        )
+        for column in wanted:
+            if column not in present:
+                kind = SCHEMAS[name].field(column).type
+                rows = rows.append_column(pa.field(column, kind), pa.nulls(len(rows), kind))
+        return rows.select(wanted)
+
+    def has_run(self, name: str, run_id: str) -> bool:
+        """Whether the run's append to this table is in (recorded by its app transaction)."""
+        table = self.open(name)
+        return table is not None and table.transaction_version(run_transaction(run_id)) is not None
+
+    def append(self, name: str, rows: pa.Table, run_id: str) -> None:
+        """Append a run's rows to a table, once: a repeated call for the same run does nothing."""
+        if self.has_run(name, run_id):
+            return
+        write_deltalake(
+            self.uri(name),
+            rows,
+            mode="append",
+            schema_mode="merge",  # columns added by newer versions join the table's schema
+            storage_options=self._options,
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(app_id=run_transaction(run_id), version=0)]
+            ),
+        )

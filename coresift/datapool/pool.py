@@ -1,0 +1,168 @@
+"""The datapool as users and tasks see it: the queries on its tables, and its lock, work area
+and commit wired to one URL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from coresift import schema
+from coresift.datapool.commit import commit_run
+from coresift.datapool.delta import DeltaTables
+from coresift.datapool.lock import DatapoolLock
+from coresift.datapool.work import WorkArea
+from coresift.errors import DatapoolError
+from coresift.storage import delta_storage_options, is_local, open_url
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """The committed state of one object: its version, status and the run that wrote it."""
+
+    version: str
+    status: str
+    run_id: str
+
+
+class Datapool:
+    """What every run processed and selected, at a URL (a local folder by default)."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None):
+        fs, root = open_url(url, options)
+        self.url = root if is_local(url) else url.rstrip("/")
+        self.tables = DeltaTables(self.url, delta_storage_options(url, options))
+        self.work = WorkArea(fs, root)
+        self._lock = DatapoolLock(fs, root, self.url)
+
+    def lock(self, run_id: str) -> AbstractContextManager[None]:
+        """Hold the datapool's lock while a run writes (see `DatapoolLock.hold`)."""
+        return self._lock.hold(run_id)
+
+    def is_locked_by_other(self) -> str | None:
+        """The busy message if a live run holds the datapool, else None."""
+        return self._lock.busy_message()
+
+    def commit(
+        self,
+        *,
+        run_id: str,
+        expected_version: int,
+        objects: pa.Table,
+        samples: pa.Table,
+        tags: pa.Table,
+        run_row: dict[str, Any],
+    ) -> int:
+        """Commit one run's rows (see `commit_run`); returns the new datapool version."""
+        return commit_run(
+            self.tables,
+            run_id=run_id,
+            expected_version=expected_version,
+            objects=objects,
+            samples=samples,
+            tags=tags,
+            run_row=run_row,
+        )
+
+    def version(self) -> int:
+        """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
+        return self.tables.version("runs")
+
+    def runs(self) -> pa.Table:
+        runs = self.tables.read("runs")
+        return runs if runs is not None else schema.RUNS.empty_table()
+
+    def run_summary(self, run_id: str) -> dict[str, Any] | None:
+        """The stored summary of a committed run, or None if the run has not committed."""
+        if not self.tables.has_run("runs", run_id):
+            return None
+        runs = self.tables.read("runs", ["run_id", "summary_json"], pc.field("run_id") == run_id)
+        assert runs is not None and len(runs), "a recorded transaction implies its runs row"
+        summary: dict[str, Any] = json.loads(runs.column("summary_json")[0].as_py())
+        return summary
+
+    def committed(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        """Rows of a table whose run committed, ordered by commit sequence."""
+        table = self.tables.read(name, columns)
+        if table is None:
+            return None
+        runs = self.runs().select(["run_id", "sequence"])
+        return table.join(runs, "run_id", join_type="inner").sort_by("sequence")
+
+    def objects(self) -> dict[str, ObjectState]:
+        """The latest committed state of every object ever recorded (gone ones included)."""
+        table = self.committed("objects", ["uri", "version", "status", "run_id"])
+        if table is None:
+            return {}
+        states: dict[str, ObjectState] = {}
+        for uri, version, status, run_id in _rows(table, "uri", "version", "status", "run_id"):
+            states[uri] = ObjectState(version, status, run_id)  # later commits overwrite
+        return states
+
+    def samples(
+        self, columns: list[str] | None = None, sample_ids: set[str] | None = None
+    ) -> pa.Table:
+        """Samples of the current version of every object that is not gone.
+
+        Args:
+            columns: the columns to read (all by default).
+            sample_ids: read only these samples (filtered inside the scan).
+        """
+        current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
+        names = columns or schema.SAMPLES.names
+        where = None if sample_ids is None else pc.field("sample_id").isin(sorted(sample_ids))
+        table = self.tables.read("samples", sorted({*names, "uri", "run_id", "sample_id"}), where)
+        if table is None or not current:
+            return schema.SAMPLES.empty_table().select(names)
+        row_keys = pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")
+        kept = table.filter(pc.is_in(row_keys, value_set=pa.array(current, pa.string())))
+        return kept.sort_by("sample_id").select(names)
+
+    def tags(self) -> pa.Table:
+        """Committed tag rows: tag, run_id, sample_id, rank, distance."""
+        table = self.committed("tags")
+        if table is None:
+            return schema.with_run_id(schema.TAGS.empty_table(), "")
+        return table.select([*schema.TAGS.names, "run_id"])
+
+    def selected_sample_ids(self) -> set[str]:
+        """Every sample id that any committed tag picked."""
+        return set(self.tags().column("sample_id").to_pylist())
+
+    def tag_summary(self) -> list[dict[str, Any]]:
+        """One entry per tag: name, run id, number of samples."""
+        tags = self.tags()
+        if len(tags) == 0:
+            return []
+        grouped = tags.group_by(["tag", "run_id"]).aggregate([("sample_id", "count")])
+        return [
+            {"tag": t, "run_id": r, "samples": int(n)}
+            for t, r, n in _rows(grouped, "tag", "run_id", "sample_id_count")
+        ]
+
+    def tag_samples(self, tag: str) -> pa.Table:
+        """The samples a tag picked, in pick order, with rank, distance and metadata."""
+        tags = self.tags().filter(pc.field("tag") == tag).sort_by("rank")
+        if len(tags) == 0:
+            raise DatapoolError(f"tag {tag!r} does not exist in datapool {self.url}")
+        columns = [n for n in schema.SAMPLES.names if n != "embedding"]
+        samples = self.tables.read("samples", columns)
+        assert samples is not None, "a committed tag implies a samples table"
+        picked = tags.column("sample_id")
+        samples = samples.filter(pc.is_in(samples.column("sample_id"), value_set=picked))
+        # A sample id names one object version; process_all can record it more than once.
+        row_of = {sid: i for i, sid in enumerate(samples.column("sample_id").to_pylist())}
+        ordered = samples.take([row_of[sid] for sid in picked.to_pylist()])
+        return ordered.append_column("rank", tags.column("rank")).append_column(
+            "distance", tags.column("distance")
+        )
+
+
+def _rows(table: pa.Table, *columns: str) -> Iterator[tuple[Any, ...]]:
+    """The values of some columns, row by row."""
+    return zip(*(table.column(c).to_pylist() for c in columns), strict=True)
