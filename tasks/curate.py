@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from coresift import schema
 from coresift.config import CurateConfig
-from coresift.datapool import Datapool, gone_rows, unsupported_rows
+from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
 from coresift.embedding import load_embedder, model_identity
 from coresift.listing import ObjectRef, list_source
 from coresift.picks import choose
@@ -213,7 +213,8 @@ def commit_run(
             gone_rows(plan.gone),
             unsupported_rows(plan.unsupported_new),
         ]
-        datapool.commit(
+        commit.commit_run(
+            datapool.tables,
             run_id=run_id,
             expected_version=plan.datapool_version,
             objects=pa.concat_tables(objects),

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from coresift import schema
-from coresift.datapool import LOCK_NAME, Datapool, gone_rows
+from coresift.datapool import LOCK_NAME, Datapool, commit_run, gone_rows
 from coresift.errors import DatapoolBusyError
 from coresift.listing import ObjectRef
 from coresift.plan import plan_run
@@ -55,7 +55,8 @@ def _run_row(run_id: str) -> dict[str, str]:
 def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str, ...] = ()) -> int:
     samples = _samples(*(r.uri for r in refs))
     with pool.lock(run_id):
-        return pool.commit(
+        return commit_run(
+            pool.tables,
             run_id=run_id,
             expected_version=pool.version(),
             objects=_objects(refs, gone),
@@ -143,7 +144,8 @@ def test_a_commit_after_someone_elses_fails_and_writes_nothing(workdir: Path) ->
     ref = _ref("a", "1", 3)
     _commit(pool, "r1", [ref])
     with pool.lock("late"), pytest.raises(DatapoolBusyError, match="changed while this run"):
-        pool.commit(
+        commit_run(
+            pool.tables,
             run_id="late",
             expected_version=-1,
             objects=_objects([ref]),

@@ -6,8 +6,15 @@ DuckDB, Polars, pandas or Spark. Modules: `pool` (the queries users and tasks ca
 time) and `work` (artifacts of the run in progress).
 """
 
-from coresift.datapool.commit import gone_rows, unsupported_rows
+from coresift.datapool.commit import commit_run, gone_rows, unsupported_rows
 from coresift.datapool.lock import LOCK_NAME
 from coresift.datapool.pool import Datapool, ObjectState
 
-__all__ = ["LOCK_NAME", "Datapool", "ObjectState", "gone_rows", "unsupported_rows"]
+__all__ = [
+    "LOCK_NAME",
+    "Datapool",
+    "ObjectState",
+    "commit_run",
+    "gone_rows",
+    "unsupported_rows",
+]

@@ -1,5 +1,5 @@
-"""The datapool as users and tasks see it: the queries on its tables, and its lock, work area
-and commit wired to one URL."""
+"""The datapool as users and tasks see it: the queries on its tables, and its tables, lock and
+work area wired to one URL (a run commits with `commit.commit_run(datapool.tables, ...)`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coresift import schema
-from coresift.datapool.commit import commit_run
 from coresift.datapool.delta import DeltaTables
 from coresift.datapool.lock import DatapoolLock
 from coresift.datapool.work import WorkArea
@@ -47,27 +46,6 @@ class Datapool:
     def is_locked_by_other(self) -> str | None:
         """The busy message if a live run holds the datapool, else None."""
         return self._lock.busy_message()
-
-    def commit(
-        self,
-        *,
-        run_id: str,
-        expected_version: int,
-        objects: pa.Table,
-        samples: pa.Table,
-        tags: pa.Table,
-        run_row: dict[str, Any],
-    ) -> int:
-        """Commit one run's rows (see `commit_run`); returns the new datapool version."""
-        return commit_run(
-            self.tables,
-            run_id=run_id,
-            expected_version=expected_version,
-            objects=objects,
-            samples=samples,
-            tags=tags,
-            run_row=run_row,
-        )
 
     def version(self) -> int:
         """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
