@@ -27,6 +27,11 @@ from coresift.errors import ConfigError
 
 DEFAULT_DATAPOOL = "./datapool"
 DEFAULT_MODEL = "efficientnet-lite0"
+# Measured on the bundled photos (letterboxed Lite0 embeddings): half-size copies lie 0.095
+# (median) to 0.239 (max) from the original, JPEG q75 recompressions 0.076 (median), while the
+# nearest two different photos lie 1.01 apart and consecutive 1 fps frames of the real clips
+# 0.24 to 1.0. Closer than this counts as a copy.
+DUPLICATE_DISTANCE = 0.25
 TAG_CHARACTERS = "letters, digits, '.', '_' and '-'"
 
 
@@ -185,6 +190,113 @@ def _needs_a_stop_in_the_form(schema: dict[str, Any]) -> None:
     schema["then"] = {"required": ["n_samples"]}
 
 
+# The stored metrics that strategies may use as `metadata.<field>` (all numeric; tests check
+# them against coresift.schema.SAMPLES, which this leaf module must not import).
+METADATA_FIELDS = (
+    "width",
+    "height",
+    "channels",
+    "size_bytes",
+    "luminance",
+    "contrast",
+    "sharpness",
+    "snr",
+    "uniform_row_ratio",
+    "detail",
+    "frame_index",
+    "timestamp_s",
+)
+EMBEDDING_TYPES = ("diversity", "similarity", "typicality")
+Operation = Literal["<", "<=", ">", ">=", "==", "!="]
+
+
+class Strategy(Section):
+    """One objective of the selection, on one input, with a strength."""
+
+    input: str = Field(
+        description="'embedding', 'metadata.<field>' (a stored metric: luminance, contrast, "
+        "sharpness, snr, width, ...), or 'custom.<column>' (a column of custom_metadata)."
+    )
+    type: Literal["diversity", "weights", "threshold", "balance", "similarity", "typicality"] = (
+        Field(
+            description="diversity: farthest-first on the embedding; weights: prefer larger "
+            "values; threshold: keep only samples that pass; balance: approach a distribution "
+            "of a categorical input; similarity: prefer samples near a query; typicality: "
+            "prefer dense regions, outliers last."
+        )
+    )
+    strength: float = Field(
+        default=1.0,
+        ge=-100,
+        le=100,
+        description="Exponent of this objective in the product of all objectives; negative "
+        "inverts weights, similarity and typicality (smaller, farther, outliers first).",
+    )
+    operation: Operation | None = Field(
+        default=None, description="threshold: how a sample's value compares to `value`."
+    )
+    value: float | bool | str | None = Field(
+        default=None, description="threshold: the value to compare with."
+    )
+    target: dict[str, float] | Literal["uniform"] | None = Field(
+        default=None,
+        description="balance: 'uniform', or a mapping from value to fraction of the picks.",
+    )
+    query: str | None = Field(
+        default=None,
+        description="similarity: the name of a tag of this datapool, or the URL of a text file "
+        "listing example objects (paths relative to the source, or full URLs).",
+    )
+    neighbors: int = Field(
+        default=10,
+        ge=2,
+        le=1000,
+        description="typicality: how many nearest neighbours measure a sample's density.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Strategy:
+        kind, source = self.type, self.input
+        if source != "embedding" and not source.startswith(("metadata.", "custom.")):
+            raise ValueError(
+                f"unknown input {source!r}: use 'embedding', 'metadata.<field>' or "
+                "'custom.<column>'"
+            )
+        field = source.removeprefix("metadata.")
+        if source.startswith("metadata.") and field not in METADATA_FIELDS:
+            raise ValueError(
+                f"unknown input {source!r}: metadata fields are {', '.join(METADATA_FIELDS)}"
+            )
+        if source.startswith("custom.") and not source.removeprefix("custom."):
+            raise ValueError("custom input needs a column name: 'custom.<column>'")
+        if kind in EMBEDDING_TYPES and source != "embedding":
+            raise ValueError(f"{kind} works on input 'embedding', not {source!r}")
+        if kind not in EMBEDDING_TYPES and source == "embedding":
+            raise ValueError(f"{kind} needs metadata.<field> or custom.<column>, not 'embedding'")
+        if kind == "balance" and source.startswith("metadata."):
+            raise ValueError(f"balance needs a categorical input; {source} is numeric")
+        if kind == "threshold":
+            if self.operation is None or self.value is None:
+                raise ValueError("threshold needs both an operation and a value")
+            if self.operation not in ("==", "!=") and not _is_number(self.value):
+                raise ValueError(f"threshold {self.operation} needs a numeric value")
+            if self.strength != 1.0:
+                raise ValueError("threshold is a filter: strength has no meaning for it")
+        if kind == "balance" and self.target is None:
+            raise ValueError("balance needs a target: 'uniform' or {value: fraction, ...}")
+        if isinstance(self.target, dict) and (not self.target or min(self.target.values()) <= 0):
+            raise ValueError("balance target fractions must be positive")
+        if kind == "similarity" and not self.query:
+            raise ValueError("similarity needs a query: a tag name or the URL of a list of objects")
+        if self.strength < 0 and kind in ("diversity", "balance"):
+            raise ValueError(f"{kind} cannot be inverted: use a positive strength")
+        return self
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class SelectionConfig(Section):
     """How many samples to pick, and how."""
 
@@ -208,12 +320,38 @@ class SelectionConfig(Section):
         description="Select clips of this many consecutive sampled frames instead of single "
         "frames (n_samples then counts clips; images are not candidates).",
     )
+    strategies: list[Strategy] = Field(
+        default_factory=list,
+        description="What makes a sample worth picking, combined one pick at a time (default: "
+        "diversity on the embedding). See the README's Selection section.",
+    )
+    exclude_low_information: bool = Field(
+        default=True,
+        description="Never pick near-uniform pictures (blank, one colour, black, white, "
+        "lens-cap noise) or degenerate shapes (thin strips, tiny images).",
+    )
+    duplicate_distance: float = Field(
+        default=DUPLICATE_DISTANCE,
+        ge=0.0,
+        le=2.0,
+        description="Samples closer than this to a pick or an earlier pick are near duplicates "
+        "(resized or recompressed copies) and never picked.",
+    )
 
     @model_validator(mode="after")
     def _needs_a_stop(self) -> SelectionConfig:
         if self.n_samples is None and self.min_distance is None:
             raise ValueError("set n_samples, min_distance, or both")
+        if sum(s.type == "balance" for s in self.strategies) > 1:
+            raise ValueError("strategies: at most one balance strategy")
+        if self.sequence_length and any(s.input != "embedding" for s in self.strategies):
+            # clips have no metadata of their own
+            raise ValueError("strategies: with sequence_length only embedding strategies apply")
         return self
+
+    def effective_strategies(self) -> list[Strategy]:
+        """The strategies in force: the configured ones, or diversity alone by default."""
+        return self.strategies or [Strategy(input="embedding", type="diversity")]
 
 
 class CurateConfig(Section):
@@ -228,6 +366,12 @@ class CurateConfig(Section):
         default_factory=ProcessingConfig, description="Decoding, limits and the embedding model."
     )
     selection: SelectionConfig = Field(description="How many samples to pick, and how.")
+    custom_metadata: Location | None = Field(
+        default=None,
+        description="A CSV, Parquet or JSON Lines file of your own values per object: a 'path' "
+        "column (relative to the source), an optional 'frame_index', and any other columns, "
+        "which strategies use as custom.<column>.",
+    )
     process_all: bool = Field(
         default=False,
         description="Reprocess every listed object and select afresh, ignoring earlier picks.",

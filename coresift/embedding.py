@@ -26,22 +26,36 @@ from coresift.errors import ModelError
 from coresift.storage import open_url
 
 Runtime = Literal["onnx", "torch"]
+# How a picture becomes the model's input; part of every model identity (see Preprocess).
+PREPROCESSING = "letterbox"
 _IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 _IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to a square input and normalise: (pixel - mean) / std, channels first."""
+    """Letterbox into a square input and normalise: (pixel - mean) / std, channels first.
+
+    The whole picture keeps its aspect ratio: its longer side is resized to `size` and the
+    rest is filled with the mean colour, which normalises to 0. Squashing every picture to a
+    square instead put a portrait and a landscape crop of one photo farther apart than two
+    different photos; letterboxed, every crop and rescale of each bundled photo lies nearer
+    its own picture than any other (tests/test_embedding.py).
+    """
 
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
     def __call__(self, image: Image.Image) -> NDArray[np.float32]:
-        square = image.convert("RGB").resize(
-            (self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0
-        )
+        rgb = image.convert("RGB")
+        scale = self.size / max(rgb.width, rgb.height)
+        width = min(self.size, max(1, round(rgb.width * scale)))
+        height = min(self.size, max(1, round(rgb.height * scale)))
+        resized = rgb.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        fill = tuple(round(channel) for channel in self.mean)
+        square = Image.new("RGB", (self.size, self.size), fill)
+        square.paste(resized, ((self.size - width) // 2, (self.size - height) // 2))
         pixels = np.asarray(square, dtype=np.float32)
         scaled = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)
@@ -153,7 +167,8 @@ def _exported_onnx(module: Any, identity: str, size: int) -> str:
     """Export a torch module to ONNX once per weights hash, atomically, and return the file."""
     import torch
 
-    target = cache_dir() / "onnx" / f"{identity.replace(':', '_').replace('@', '-')}.onnx"
+    safe = identity.replace(":", "_").replace("@", "-").replace("/", "-")
+    target = cache_dir() / "onnx" / f"{safe}.onnx"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
@@ -186,11 +201,16 @@ def _builtin_lite0(runtime: Runtime, threads: int) -> Embedder:
 
 @functools.lru_cache(maxsize=16)
 def model_identity(model: str) -> str:
-    """The identity of a model's weights without loading the model (cheap; cache keys use it).
+    """The identity of a model's weights and preprocessing, without loading the model
+    (cheap; cache keys use it, and earlier picks are comparable only under the same one).
 
     Built-in and user files are named by the hash of their bytes; torchvision models by the
-    name of their pretrained weights.
+    name of their pretrained weights; PREPROCESSING names how pictures become inputs.
     """
+    return f"{_weights_identity(model)}/{PREPROCESSING}"
+
+
+def _weights_identity(model: str) -> str:
     if model == "efficientnet-lite0":
         return f"{model}@{_file_hash(Path(_lite0_weights()).read_bytes())}"
     if model.startswith("torchvision:"):

@@ -13,12 +13,20 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _LEVELS = np.arange(256, dtype=np.float64)
 
 
+# detail is measured on a DETAIL_GRID x DETAIL_GRID grid of block means: coarse enough that
+# pixel noise averages away, fine enough to keep the layout of any real scene.
+DETAIL_GRID = 32
+
+
 def image_metrics(image: Image.Image) -> dict[str, Any]:
-    """Width, height, per-channel mean/std, luminance, contrast, sharpness, snr, uniform rows.
+    """Width, height, per-channel mean/std, luminance, contrast, sharpness, snr, uniform rows,
+    detail.
 
     sharpness is the variance of the 4-neighbour Laplacian of the luminance; snr is mean over
     std of the luminance (None for a perfectly flat picture); uniform_row_ratio is the share
-    of rows whose pixels are all equal, typical of truncated uploads padded with grey.
+    of rows whose pixels are all equal, typical of truncated uploads padded with grey; detail
+    is the std of the luminance averaged over a 32 x 32 grid of blocks (large-scale structure:
+    0 for a blank picture, near 0 for sensor noise on a lens cap, tens for any real scene).
     """
     rgb = np.asarray(image.convert("RGB"))
     mean, std = zip(*(_histogram_moments(rgb[..., c]) for c in range(3)), strict=True)
@@ -35,6 +43,7 @@ def image_metrics(image: Image.Image) -> dict[str, Any]:
         "sharpness": _laplacian_variance(luma),
         "snr": luminance / contrast if contrast > 0 else None,
         "uniform_row_ratio": float(np.mean(luma.max(axis=1) == luma.min(axis=1))),
+        "detail": _detail(luma),
     }
 
 
@@ -55,3 +64,15 @@ def _laplacian_variance(luma: NDArray[np.float32]) -> float:
     laplacian += luma[1:-1, 2:]
     laplacian -= 4 * luma[1:-1, 1:-1]
     return float(laplacian.var(dtype=np.float64))
+
+
+def _detail(luma: NDArray[np.float32]) -> float:
+    """Std of block means over a grid of at most DETAIL_GRID x DETAIL_GRID blocks, less what
+    pixel noise alone would give (the within-block variance over the block's pixel count)."""
+    height, width = luma.shape
+    rows, columns = max(1, height // DETAIL_GRID), max(1, width // DETAIL_GRID)
+    grid_h, grid_w = height // rows, width // columns
+    blocks = luma[: grid_h * rows, : grid_w * columns].reshape(grid_h, rows, grid_w, columns)
+    means = blocks.mean(axis=(1, 3), dtype=np.float64)
+    noise = blocks.var(axis=(1, 3), dtype=np.float64).mean() / (rows * columns)
+    return float(max(means.var() - noise, 0.0) ** 0.5)

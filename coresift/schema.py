@@ -29,6 +29,8 @@ SAMPLES = pa.schema(
         ("sharpness", pa.float64()),
         ("snr", pa.float64()),
         ("uniform_row_ratio", pa.float64()),
+        ("detail", pa.float64()),
+        ("custom", pa.string()),  # the user's values for this sample, a JSON object
         ("model", pa.string()),
         ("embedding", pa.list_(pa.float32())),
     ]
@@ -55,6 +57,16 @@ TAGS = pa.schema(
         ("rank", pa.int64()),
         ("distance", pa.float64()),
         ("clip", pa.int64()),  # sequence selection: the clip a frame belongs to
+    ]
+)
+
+FILTERED = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        # corrupt | duplicate | low_information | threshold | near_duplicate
+        ("reason", pa.string()),
+        ("detail", pa.string()),  # the corrupt code, the threshold, what makes it junk, ...
+        ("related_sample_id", pa.string()),  # what it duplicates (duplicates, near duplicates)
     ]
 )
 

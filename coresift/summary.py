@@ -22,8 +22,20 @@ class RunSummary(BaseModel):
     )
     samples_processed: int
     samples_corrupt: int
+    samples_filtered: dict[str, int] = Field(
+        default_factory=dict,
+        description="Samples that were not candidates, by reason: corrupt, duplicate, "
+        "low_information, threshold, near_duplicate.",
+    )
     samples_selected: int
-    samples_preselected: int
+    samples_preselected: int = Field(description="Earlier picks that acted as fixed centers.")
+    selection_notes: list[str] = Field(
+        default_factory=list,
+        description="Why fewer samples were picked than asked, and balance shortfalls.",
+    )
+    custom_paths_unmatched: int = Field(
+        default=0, description="Paths of the custom metadata file that match no listed object."
+    )
     bytes_read: int = Field(description="Object bytes fetched from the source in this run.")
     bytes_new: int = Field(description="Listed size of the new and changed objects.")
     datapool_version: int

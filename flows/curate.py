@@ -22,6 +22,7 @@ from tasks.curate import (
     new_run_id,
     plan_objects,
     process_shard,
+    read_custom,
     resolve_model,
     select_samples,
 )
@@ -49,6 +50,7 @@ def curate(config: CurateConfig) -> RunSummary:
             listing = list_objects(config)
         with _stage(seconds, "plan"):
             plan = plan_objects(config, listing)
+            custom = read_custom(config, run_id, listing)
         with _stage(seconds, "process"):
             groups = shards(plan.to_process, config.processing.shard_size)
             model = resolve_model(config)
@@ -57,7 +59,7 @@ def curate(config: CurateConfig) -> RunSummary:
             )
             outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
         with _stage(seconds, "select"):
-            picks = select_samples(config, run_id, tag, model, [o for o, _ in outputs])
+            picks = select_samples(config, run_id, tag, model, [o for o, _ in outputs], custom)
         return commit_run(
-            config, run_id, tag, plan, len(listing), outputs, picks, started_at, seconds
+            config, run_id, tag, plan, len(listing), outputs, picks, custom, started_at, seconds
         )

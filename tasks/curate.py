@@ -21,13 +21,15 @@ from pydantic import BaseModel
 
 from coresift import schema
 from coresift.config import CurateConfig
+from coresift.custom import CustomMetadata, attach
 from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
 from coresift.embedding import load_embedder, model_identity
 from coresift.listing import ObjectRef, list_source
-from coresift.picks import choose
 from coresift.plan import Plan, plan_run
-from coresift.preflight import check_run
+from coresift.preflight import check_run, load_custom
 from coresift.process import process_objects, shard_key
+from coresift.selection import choose
+from coresift.selection.queries import query_embeddings
 from coresift.summary import RunSummary
 from tasks.credentials import storage_options
 
@@ -45,11 +47,23 @@ class ShardOutput(BaseModel):
 
 
 class PicksOutput(BaseModel):
-    """Where a run's picks are, and how many earlier picks shaped them."""
+    """Where a run's picks and filtered samples are, how many earlier picks shaped them,
+    and what the user should know about them."""
 
     name: str
+    filtered_name: str
     selected: int
     preselected: int
+    filtered: dict[str, int]
+    notes: list[str]
+
+
+class CustomOutput(BaseModel):
+    """Where the run's custom metadata is kept (None: the run has none), and how many of
+    its paths matched no listed object."""
+
+    name: str | None = None
+    unmatched: int = 0
 
 
 def new_run_id() -> str:
@@ -92,6 +106,34 @@ def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
     for ref in plan.unsupported_new:
         get_run_logger().warning("unsupported (neither image nor video): %s", ref.uri)
     return plan
+
+
+@task(**IO_RETRIES)
+def read_custom(config: CurateConfig, run_id: str, listing: list[ObjectRef]) -> CustomOutput:
+    """Read the user's metadata file once, check it, and keep it for the run's later steps."""
+    if config.custom_metadata is None:
+        return CustomOutput()
+    custom = load_custom(
+        config, storage_options(config.source), storage_options(config.custom_metadata)
+    )
+    assert custom is not None
+    unmatched = custom.unmatched({ref.uri for ref in listing})
+    if unmatched:
+        get_run_logger().warning(
+            "custom metadata: %d of %d paths match no listed object, e.g. %s",
+            len(unmatched),
+            len({uri for uri, _ in custom.rows}),
+            ", ".join(unmatched[:3]),
+        )
+    name = f"runs/{run_id}/custom"
+    _datapool(config).work.write(name, custom.to_table())
+    return CustomOutput(name=name, unmatched=len(unmatched))
+
+
+def _custom(datapool: Datapool, output: CustomOutput) -> CustomMetadata | None:
+    return (
+        None if output.name is None else CustomMetadata.from_table(datapool.work.read(output.name))
+    )
 
 
 @task
@@ -151,35 +193,62 @@ def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.T
 
 @task
 def select_samples(
-    config: CurateConfig, run_id: str, tag: str, model_identity: str, shards: list[ShardOutput]
+    config: CurateConfig,
+    run_id: str,
+    tag: str,
+    model_identity: str,
+    shards: list[ShardOutput],
+    custom_output: CustomOutput,
 ) -> PicksOutput:
-    """Pick this run's samples by greedy k-center around the still-current earlier picks."""
+    """Pick this run's samples by the strategies, around the still-current earlier picks."""
     datapool = _datapool(config)
-    samples = _run_table(datapool, shards, "samples")
+    custom = _custom(datapool, custom_output)
+    samples = attach(_run_table(datapool, shards, "samples"), custom)
     earlier = schema.SAMPLES.empty_table()
     if not config.process_all:
-        earlier = datapool.samples(sample_ids=datapool.selected_sample_ids())
-    selection = config.selection
+        earlier = attach(datapool.samples(sample_ids=datapool.selected_sample_ids()), custom)
+    queries = {
+        index: query_embeddings(
+            strategy.query,
+            datapool,
+            samples,
+            config.source.url,
+            storage_options(config.source),
+            model_identity,
+        )
+        for index, strategy in enumerate(config.selection.strategies)
+        if strategy.type == "similarity" and strategy.query
+    }
     picks = choose(
-        samples,
-        earlier,
-        model=model_identity,
-        n_samples=selection.n_samples,
-        min_distance=selection.min_distance,
-        seed=selection.seed,
-        tag=tag,
-        sequence_length=selection.sequence_length,
+        samples, earlier, model=model_identity, selection=config.selection, tag=tag, queries=queries
     )
-    datapool.work.write(f"runs/{run_id}/picks", picks.tags)
-    get_run_logger().info(
-        "selected %d of %d new samples around %d earlier picks",
+    names = f"runs/{run_id}/picks", f"runs/{run_id}/filtered"
+    datapool.work.write(names[0], picks.tags)
+    datapool.work.write(names[1], picks.filtered)
+    logger = get_run_logger()
+    logger.info(
+        "selected %d of %d new samples around %d earlier picks; not candidates: %s",
         len(picks.tags),
         len(samples),
         picks.preselected,
+        _counts(picks.filtered) or "none",
     )
+    for note in picks.notes:
+        logger.warning(note)
     return PicksOutput(
-        name=f"runs/{run_id}/picks", selected=len(picks.tags), preselected=picks.preselected
+        name=names[0],
+        filtered_name=names[1],
+        selected=len(picks.tags),
+        preselected=picks.preselected,
+        filtered=_counts(picks.filtered),
+        notes=picks.notes,
     )
+
+
+def _counts(filtered: pa.Table) -> dict[str, int]:
+    """Filtered samples by reason."""
+    reasons = filtered.column("reason").to_pylist()
+    return {reason: reasons.count(reason) for reason in sorted(set(reasons))}
 
 
 @task(**IO_RETRIES)
@@ -191,6 +260,7 @@ def commit_run(
     listed: int,
     shards: list[tuple[ShardOutput, bool]],
     picks: PicksOutput,
+    custom_output: CustomOutput,
     started_at: str,
     stage_seconds: dict[str, float],
 ) -> RunSummary:
@@ -207,27 +277,34 @@ def commit_run(
         get_run_logger().info("run %s is committed already; finishing its cleanup", run_id)
     else:
         summary = _summary(run_id, tag, plan, listed, shards, picks, started_at, stage_seconds)
-        samples = _run_table(datapool, outputs, "samples")
+        summary = summary.model_copy(update={"custom_paths_unmatched": custom_output.unmatched})
         objects = [
             _run_table(datapool, outputs, "objects"),
             gone_rows(plan.gone),
             unsupported_rows(plan.unsupported_new),
         ]
+        rows = {
+            "samples": attach(
+                _run_table(datapool, outputs, "samples"), _custom(datapool, custom_output)
+            ),
+            "objects": pa.concat_tables(objects),
+            "tags": datapool.work.read(picks.name),
+            "filtered": datapool.work.read(picks.filtered_name),
+        }
         commit.commit_run(
             datapool.tables,
             run_id=run_id,
             expected_version=plan.datapool_version,
-            objects=pa.concat_tables(objects),
-            samples=samples,
-            tags=datapool.work.read(picks.name),
+            rows=rows,
             run_row={
                 "tag": tag,
                 "started_at": started_at,
                 "summary_json": summary.model_dump_json(),
             },
         )
+    work = [picks.name, picks.filtered_name, *([custom_output.name] if custom_output.name else [])]
     datapool.work.remove(
-        [picks.name, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
+        [*work, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
     )
     create_table_artifact(
         [
@@ -262,8 +339,10 @@ def _summary(
         objects_unsupported=plan.unsupported,
         samples_processed=sum(o.samples for o in outputs),
         samples_corrupt=sum(o.corrupt for o in outputs),
+        samples_filtered=picks.filtered,
         samples_selected=picks.selected,
         samples_preselected=picks.preselected,
+        selection_notes=picks.notes,
         bytes_read=sum(o.bytes_read for o, cached in shards if not cached),
         bytes_new=plan.bytes_new,
         datapool_version=plan.datapool_version + 1,

@@ -59,9 +59,11 @@ def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str,
             pool.tables,
             run_id=run_id,
             expected_version=pool.version(),
-            objects=_objects(refs, gone),
-            samples=samples,
-            tags=_tags(run_id, samples.column("sample_id").to_pylist()[:1]),
+            rows={
+                "samples": samples,
+                "objects": _objects(refs, gone),
+                "tags": _tags(run_id, samples.column("sample_id").to_pylist()[:1]),
+            },
             run_row=_run_row(run_id),
         )
 
@@ -148,9 +150,7 @@ def test_a_commit_after_someone_elses_fails_and_writes_nothing(workdir: Path) ->
             pool.tables,
             run_id="late",
             expected_version=-1,
-            objects=_objects([ref]),
-            samples=_samples("a"),
-            tags=_tags("late", []),
+            rows={"samples": _samples("a"), "objects": _objects([ref]), "tags": _tags("late", [])},
             run_row=_run_row("late"),
         )
     assert pool.version() == 0

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from coresift.embedding import load_embedder, model_identity
 from coresift.errors import ModelError
-from coresift.testing.media import distinct_image, photo
+from coresift.testing.media import distinct_image, jpeg_bytes, photo, photo_count
 
 
 def _batch(embedder_preprocess: object, count: int = 3) -> np.ndarray:
@@ -83,3 +85,36 @@ def test_unknown_models_are_clear_errors(workdir: Path) -> None:
         load_embedder("torchvision:not_a_model")
     with pytest.raises(ModelError, match="cannot read model file"):
         load_embedder(str(workdir / "missing.onnx"))
+
+
+def _variants(picture: Image.Image) -> list[Image.Image]:
+    """Copies of one picture a dataset often holds: rescaled, recompressed, and cropped to a
+    tall, a wide and an off-centre frame."""
+    width, height = picture.size
+    tall_w, wide_h = min(width, height * 9 // 16), min(height, width * 9 // 16)
+    recompressed = Image.open(io.BytesIO(jpeg_bytes(picture, quality=30)))
+    return [
+        picture,
+        picture.resize((width // 2, height // 2)),
+        recompressed,
+        picture.crop(((width - tall_w) // 2, 0, (width + tall_w) // 2, height)),
+        picture.crop((0, (height - wide_h) // 2, width, (height + wide_h) // 2)),
+        picture.crop((0, 0, width * 4 // 5, height * 4 // 5)),
+    ]
+
+
+def test_each_pictures_variants_lie_nearer_each_other_than_any_two_pictures() -> None:
+    """Letterboxing keeps one picture in one place of embedding space, whatever its shape."""
+    embedder = load_embedder("efficientnet-lite0", "onnx", 1)
+    pictures = [photo(i) for i in range(photo_count())]
+    labels = np.repeat(np.arange(len(pictures)), 6)
+    inputs = [embedder.preprocess(v) for p in pictures for v in _variants(p)]
+    vectors = np.concatenate(
+        [embedder.embed(np.stack(inputs[i : i + 16])) for i in range(0, len(inputs), 16)]
+    )
+    distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
+    same = labels[:, None] == labels[None]
+    within = max(distances[np.ix_(labels == p, labels == p)].max() for p in range(len(pictures)))
+    between = distances[~same].min()
+    print(f"\nfarthest variants of one picture {within:.3f}; nearest two pictures {between:.3f}")
+    assert within < between

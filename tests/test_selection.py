@@ -7,8 +7,10 @@ import pyarrow as pa
 import pytest
 
 from coresift import schema
-from coresift.picks import choose
-from coresift.selection import k_center_greedy, k_center_reference
+from coresift.config import SelectionConfig
+from coresift.selection import choose, k_center_greedy, k_center_reference
+
+TEN = SelectionConfig(n_samples=10)
 
 
 def _points(n: int, d: int, seed: int) -> np.ndarray:
@@ -68,9 +70,7 @@ def test_corrupt_samples_and_exact_duplicates_are_never_picked() -> None:
     embeddings = _points(6, 4, 1)
     embeddings[3] = embeddings[0]
     samples = _sample_rows(embeddings, ["h0", "h1", "h2", "h0", "h4", "h5"], corrupt={5})
-    picks = choose(
-        samples, samples.slice(0, 0), model="m", n_samples=10, min_distance=None, seed=0, tag="t"
-    )
+    picks = choose(samples, samples.slice(0, 0), model="m", selection=TEN, tag="t")
     picked = set(picks.tags.column("sample_id").to_pylist())
     assert picked == {"s0", "s1", "s2", "s4"}
 
@@ -80,7 +80,7 @@ def test_earlier_picks_are_centers_and_their_copies_are_excluded() -> None:
     samples = _sample_rows(embeddings, ["a", "b", "c", "d", "e"], corrupt=set())
     earlier = samples.slice(0, 2)
     new = _sample_rows(embeddings, ["a", "x", "y", "z", "w"], corrupt=set()).slice(0, 5)
-    picks = choose(new, earlier, model="m", n_samples=10, min_distance=None, seed=0, tag="t")
+    picks = choose(new, earlier, model="m", selection=TEN, tag="t")
     assert picks.preselected == 2
     assert "s0" not in picks.tags.column("sample_id").to_pylist()  # same bytes as a pick
     assert picks.tags.column("distance").to_pylist()[0] < float("inf")
@@ -109,10 +109,10 @@ def test_ties_go_to_the_lowest_index() -> None:
 def test_a_partial_scan_order_that_runs_out_falls_back_to_a_full_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from coresift import selection
+    from coresift.selection import greedy
 
-    monkeypatch.setattr(selection, "_TOP", 40)
-    monkeypatch.setattr(selection, "_SCAN", 16)
+    monkeypatch.setattr(greedy, "_TOP", 40)
+    monkeypatch.setattr(greedy, "_SCAN", 16)
     points = _points(400, 6, 11)
     fast = k_center_greedy(points, _points(3, 6, 12), n_samples=80, batch=9)
     slow = k_center_reference(

@@ -16,7 +16,7 @@ from coresift.config import FrameSampling, VideoLimits
 from coresift.datapool import Datapool
 from coresift.dump import dump_tag
 from coresift.export import export_tag
-from coresift.picks import embedding_matrix
+from coresift.selection import embedding_matrix
 from coresift.testing.media import REAL_CLIPS, encode_video, jpeg_bytes, photo, real_clip
 from coresift.video import VideoOutcome, decode_frames
 from tests.helpers import curate_once, object_rows

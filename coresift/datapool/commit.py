@@ -9,6 +9,7 @@ an earlier attempt wrote and never duplicates a row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -24,12 +25,15 @@ def commit_run(
     *,
     run_id: str,
     expected_version: int,
-    objects: pa.Table,
-    samples: pa.Table,
-    tags: pa.Table,
+    rows: Mapping[str, pa.Table],
     run_row: dict[str, Any],
 ) -> int:
-    """Append one run's rows, runs row last, and return the new datapool version.
+    """Append one run's rows to each table, runs row last; return the new datapool version.
+
+    Args:
+        rows: the run's rows by table name (objects, samples, tags, filtered), without
+            run_id, which is added here.
+        run_row: the runs table's row (tag, started_at, summary_json).
 
     Call it while holding the datapool's lock. Safe to retry: appends an earlier attempt
     made are skipped, and a run whose runs row is in is complete and changes nothing.
@@ -46,9 +50,9 @@ def commit_run(
             f"{expected_version} -> {current}): another run committed. Nothing was "
             "written; run again to process what is still new."
         )
-    for name, rows in (("samples", samples), ("objects", objects), ("tags", tags)):
-        if len(rows):
-            tables.append(name, schema.with_run_id(rows, run_id), run_id)
+    for name, table in rows.items():
+        if len(table):
+            tables.append(name, schema.with_run_id(table, run_id), run_id)
     runs = tables.read("runs", ["run_id"])
     run = {**run_row, "run_id": run_id, "sequence": 0 if runs is None else len(runs)}
     tables.append("runs", pa.Table.from_pylist([run], schema=schema.RUNS), run_id)

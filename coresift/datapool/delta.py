@@ -20,6 +20,7 @@ SCHEMAS = {
     "objects": schema.OBJECTS,
     "samples": schema.SAMPLES,
     "tags": schema.TAGS,
+    "filtered": schema.FILTERED,
     "runs": schema.RUNS,
 }
 

@@ -1,0 +1,357 @@
+"""Choosing a run's picks: which samples are candidates, why the others are not, and the
+greedy search over the user's strategies with the earlier picks as fixed centers.
+
+A sample is filtered, with a reason code stored per run, when it is `corrupt`, a `duplicate`
+(same content hash as an earlier pick or candidate), `low_information` (see `junk`), fails a
+`threshold`, or is a `near_duplicate` (closer than duplicate_distance to a pick or an earlier
+pick). Earlier picks count as fixed centers only when they were embedded by the same model,
+since embeddings of different models are not comparable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from coresift import schema
+from coresift.config import SelectionConfig, Strategy
+from coresift.custom import column_of
+from coresift.selection.greedy import Balance, greedy_select, nearest_centers
+from coresift.selection.junk import low_information
+from coresift.selection.scores import (
+    balance_of,
+    describe_threshold,
+    passes,
+    static_log_score,
+)
+
+
+@dataclass(frozen=True)
+class Picks:
+    """The new picks as tag rows (schema.TAGS), the filtered samples with their reasons
+    (schema.FILTERED), how many earlier picks were fixed centers, and notes for the user."""
+
+    tags: pa.Table
+    filtered: pa.Table
+    preselected: int
+    notes: list[str] = field(default_factory=list)
+
+
+def embedding_matrix(table: pa.Table) -> NDArray[np.float32]:
+    """The embedding column as an (n, d) float32 array, without a Python loop."""
+    if len(table) == 0:
+        return np.empty((0, 0), np.float32)
+    column = table.column("embedding").combine_chunks()
+    values = np.asarray(pc.list_flatten(column), dtype=np.float32)
+    return values.reshape(len(table), -1)
+
+
+def values_of(table: pa.Table, source: str) -> list[Any]:
+    """The values of a strategy input (metadata.<field> or custom.<column>) per row."""
+    if source.startswith("custom."):
+        return column_of(table, source.removeprefix("custom."))
+    name = source.removeprefix("metadata.")
+    if name not in table.column_names:
+        return [None] * len(table)
+    return list(table.column(name).to_pylist())
+
+
+class _Filter:
+    """Collects why samples are not candidates, first reason wins."""
+
+    def __init__(self, table: pa.Table):
+        self.ids: list[str] = table.column("sample_id").to_pylist()
+        self.reason: list[str | None] = [None] * len(table)
+        self.rows: list[dict[str, Any]] = []
+
+    def exclude(self, row: int, reason: str, detail: str, related: str | None = None) -> None:
+        if self.reason[row] is None:
+            self.reason[row] = reason
+            self.rows.append(
+                {
+                    "sample_id": self.ids[row],
+                    "reason": reason,
+                    "detail": detail,
+                    "related_sample_id": related,
+                }
+            )
+
+    def kept(self) -> list[int]:
+        return [row for row, reason in enumerate(self.reason) if reason is None]
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pylist(self.rows, schema=schema.FILTERED)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(row["reason"] for row in self.rows))
+
+
+def clips_of(samples: pa.Table, rows: list[int], length: int) -> list[list[int]]:
+    """Clips among the given rows: runs of `length` consecutive sampled frames of one video.
+
+    Windows do not overlap; a video's last frames that do not fill a window are left out,
+    and a window is broken where a frame is not among the rows.
+    """
+    uris = samples.column("uri").to_pylist()
+    frames = samples.column("frame_index").to_pylist()
+    allowed = set(rows)
+    order = sorted(
+        (uris[row], frames[row], row) for row in range(len(samples)) if frames[row] is not None
+    )
+    clips: list[list[int]] = []
+    current: list[int] = []
+    current_uri = None
+    for uri, _, row in order:
+        if uri != current_uri or row not in allowed:
+            current, current_uri = [], uri
+            if row not in allowed:
+                continue
+        current.append(row)
+        if len(current) == length:
+            clips.append(current)
+            current = []
+    return clips
+
+
+def choose(
+    new_samples: pa.Table,
+    earlier_picks: pa.Table,
+    *,
+    model: str,
+    selection: SelectionConfig,
+    tag: str,
+    queries: Mapping[int, NDArray[np.float32]] | None = None,
+) -> Picks:
+    """Pick among new_samples by the selection's strategies around the earlier picks.
+
+    Args:
+        new_samples: this run's processed samples (schema.SAMPLES, custom values attached).
+        earlier_picks: samples picked by earlier runs that are still current.
+        model: identity of the model that embedded new_samples.
+        selection: n_samples, min_distance, strategies, guards.
+        queries: embeddings of each similarity strategy's query, by strategy index.
+    """
+    samples = new_samples.sort_by([("uri", "ascending"), ("frame_index", "ascending")])
+    strategies = selection.effective_strategies()
+    centers = earlier_picks.filter(pc.field("model") == model)
+    fixed = embedding_matrix(centers) if len(centers) else None
+    filters = _Filter(samples)
+    _filter_unusable(samples, earlier_picks, selection, filters)
+    for strategy in strategies:
+        if strategy.type == "threshold":
+            ok = passes(strategy, values_of(samples, strategy.input))
+            for row in np.flatnonzero(~ok):
+                filters.exclude(int(row), "threshold", describe_threshold(strategy))
+    kept = filters.kept()
+    frames = embedding_matrix(samples.take(pa.array(kept, pa.int64())))
+    if selection.sequence_length is None:
+        groups = [[row] for row in kept]
+        points = frames
+    else:
+        groups = clips_of(samples, kept, selection.sequence_length)
+        position = {row: i for i, row in enumerate(kept)}
+        means = [frames[[position[row] for row in g]].mean(axis=0) for g in groups]
+        points = np.stack(means).astype(np.float32) if means else frames[:0]
+    first_rows = samples.take(pa.array([g[0] for g in groups], pa.int64()))
+    log_prior, exponent, balance, names = _objectives(
+        strategies, first_rows, points, earlier_picks, selection, queries or {}
+    )
+    selected = (
+        greedy_select(
+            points,
+            fixed,
+            n_samples=selection.n_samples,
+            min_distance=selection.min_distance,
+            seed=selection.seed,
+            log_prior=log_prior,
+            exponent=exponent,
+            exclusion=selection.duplicate_distance,
+            balance=balance,
+        )
+        if groups
+        else None
+    )
+    picked = [] if selected is None else selected.indices
+    sample_ids = samples.column("sample_id").to_pylist()
+    if selected is not None and selection.duplicate_distance > 0:
+        _record_near_duplicates(
+            selected.final_sq,
+            selection,
+            groups,
+            points,
+            fixed,
+            centers,
+            picked,
+            sample_ids,
+            filters,
+        )
+    tag_rows = [
+        {
+            "tag": tag,
+            "sample_id": sample_ids[member],
+            "distance": distance,
+            "clip": None if selection.sequence_length is None else clip,
+        }
+        for clip, (group, distance) in enumerate(
+            zip(
+                (groups[i] for i in picked),
+                [] if selected is None else selected.distances,
+                strict=True,
+            )
+        )
+        for member in group
+    ]
+    for rank, tag_row in enumerate(tag_rows):
+        tag_row["rank"] = rank
+    notes = _notes(selection, len(picked), len(groups), filters.counts(), balance, names)
+    return Picks(
+        pa.Table.from_pylist(tag_rows, schema=schema.TAGS),
+        filters.table(),
+        preselected=len(centers),
+        notes=notes,
+    )
+
+
+def _filter_unusable(
+    samples: pa.Table, earlier_picks: pa.Table, selection: SelectionConfig, filters: _Filter
+) -> None:
+    """Corrupt samples, exact duplicates and (with the guard on) low-information pictures."""
+    codes = samples.column("corrupt_code").to_pylist()
+    messages = samples.column("corrupt_reason").to_pylist()
+    has_embedding = samples.column("embedding").is_valid().to_pylist()
+    for row, (code, message, embedded) in enumerate(
+        zip(codes, messages, has_embedding, strict=True)
+    ):
+        if message is not None or not embedded:
+            filters.exclude(row, "corrupt", code or message or "no embedding")
+    seen = dict(
+        zip(
+            earlier_picks.column("content_hash").to_pylist(),
+            earlier_picks.column("sample_id").to_pylist(),
+            strict=True,
+        )
+    )
+    for row, content_hash in enumerate(samples.column("content_hash").to_pylist()):
+        if filters.reason[row] is not None or content_hash is None:
+            continue
+        if content_hash in seen:
+            filters.exclude(row, "duplicate", "same content", seen[content_hash])
+        else:
+            seen[content_hash] = filters.ids[row]
+    if not selection.exclude_low_information:
+        return
+    for row, (width, height, detail) in enumerate(
+        zip(
+            *(values_of(samples, f"metadata.{n}") for n in ("width", "height", "detail")),
+            strict=True,
+        )
+    ):
+        why = low_information(width, height, detail)
+        if why is not None:
+            filters.exclude(row, "low_information", why)
+
+
+def _objectives(
+    strategies: list[Strategy],
+    candidates: pa.Table,
+    points: NDArray[np.float32],
+    earlier: pa.Table,
+    selection: SelectionConfig,
+    queries: Mapping[int, NDArray[np.float32]],
+) -> tuple[NDArray[np.float64] | None, float, Balance | None, list[str]]:
+    """The greedy search's inputs: log prior, diversity exponent, balance, class names."""
+    log_prior: NDArray[np.float64] | None = None
+    exponent = 0.0
+    balance: Balance | None = None
+    names: list[str] = []
+    for index, strategy in enumerate(strategies):
+        if strategy.type == "diversity":
+            exponent += strategy.strength
+        elif strategy.type == "balance":
+            balance, names = balance_of(
+                strategy,
+                values_of(candidates, strategy.input),
+                values_of(earlier, strategy.input),
+                selection.n_samples,
+            )
+        elif strategy.type in ("weights", "similarity", "typicality"):
+            values = (
+                None if strategy.input == "embedding" else values_of(candidates, strategy.input)
+            )
+            score = static_log_score(strategy, values, points, queries.get(index), selection.seed)
+            log_prior = score if log_prior is None else log_prior + score
+    if log_prior is None and balance is None and exponent == 0:
+        exponent = 1.0  # thresholds alone choose nothing: diversity among what passes
+    return log_prior, exponent, balance, names
+
+
+def _record_near_duplicates(
+    final_sq: NDArray[np.float32],
+    selection: SelectionConfig,
+    groups: list[list[int]],
+    points: NDArray[np.float32],
+    fixed: NDArray[np.float32] | None,
+    centers: pa.Table,
+    picked: list[int],
+    sample_ids: list[str],
+    filters: _Filter,
+) -> None:
+    """Candidates left closer than duplicate_distance to a center, with the center named."""
+    near = np.flatnonzero((final_sq >= 0) & (final_sq < selection.duplicate_distance**2))
+    if len(near) == 0:
+        return
+    center_points = [points[picked]] if picked else []
+    if fixed is not None:
+        center_points.insert(0, fixed)
+    center_ids = centers.column("sample_id").to_pylist() + [
+        sample_ids[groups[i][0]] for i in picked
+    ]
+    owners = nearest_centers(points[near], np.concatenate(center_points))
+    for candidate, owner in zip(near, owners, strict=True):
+        for row in groups[candidate]:
+            filters.exclude(
+                row,
+                "near_duplicate",
+                f"closer than duplicate_distance={selection.duplicate_distance:g}",
+                center_ids[owner],
+            )
+
+
+def _notes(
+    selection: SelectionConfig,
+    picked: int,
+    candidates: int,
+    filtered: dict[str, int],
+    balance: Balance | None,
+    names: list[str],
+) -> list[str]:
+    """Plain words for what the numbers alone do not say."""
+    notes = []
+    wanted = selection.n_samples
+    if wanted is not None and picked < wanted:
+        why = ", ".join(f"{count} {reason}" for reason, count in sorted(filtered.items()))
+        reason = (
+            "min_distance stopped the selection"
+            if selection.min_distance is not None and picked < candidates
+            else "no eligible candidate was left"
+        )
+        notes.append(
+            f"asked for {wanted}, picked {picked}: {reason}"
+            + (f" (not candidates: {why})" if why else "")
+        )
+    if balance is not None and balance.total is not None:
+        remaining = balance.remaining()
+        for name, missing, count in zip(names, remaining, balance.counts, strict=True):
+            if missing > 0:
+                notes.append(
+                    f"balance: class {name!r} ran out of candidates "
+                    f"({count} of {count + round(missing)} picks)"
+                )
+    return notes
