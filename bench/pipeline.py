@@ -1,4 +1,4 @@
-"""Pipeline throughput, single-pass reads, rerun cost and selection speed, as ratios.
+"""Pipeline throughput, single-pass reads and rerun cost, as ratios (selection: bench.selection).
 
 Run: python -m bench.pipeline [--images 300] [--threads 2] [--runtime onnx]
 
@@ -150,22 +150,6 @@ def flow_runs(args: argparse.Namespace, folder: Path, work: Path) -> dict[str, f
     }
 
 
-def selection_time(points: int, dims: int, centers: int) -> dict[str, float]:
-    from coresift.selection import k_center_greedy
-
-    data = np.random.default_rng(0).normal(size=(points, dims)).astype(np.float32)
-    data /= np.linalg.norm(data, axis=1, keepdims=True)
-    start = time.perf_counter()
-    k_center_greedy(data, n_samples=centers)
-    elapsed = time.perf_counter() - start
-    return {
-        "selection_points": points,
-        "selection_dims": dims,
-        "selection_centers": centers,
-        "selection_s": round(elapsed, 2),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=300)
@@ -175,11 +159,6 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
-    parser.add_argument(
-        "--selection",
-        default="1000000x128x10000",
-        help="POINTSxDIMSxCENTERS for the k-center timing ('' to skip)",
-    )
     parser.add_argument("--skip-flow", action="store_true")
     args = parser.parse_args()
 
@@ -200,9 +179,6 @@ def main() -> None:
         results.update(video_rate(args, work))
         if not args.skip_flow:
             results.update(flow_runs(args, folder, work))
-        if args.selection:
-            points, dims, centers = (int(v) for v in args.selection.split("x"))
-            results.update(selection_time(points, dims, centers))
     width = max(len(k) for k in results)
     for key, value in results.items():
         print(f"{key:>{width}}  {value}")

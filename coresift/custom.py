@@ -40,11 +40,12 @@ class CustomMetadata:
     rows: dict[tuple[str, int | None], dict[str, Any]]
 
     def values_of(self, uri: str, frame_index: int | None) -> dict[str, Any] | None:
-        """The values of one sample: its frame's row, else its object's row."""
-        found = self.rows.get((uri, frame_index))
-        if found is None and frame_index is not None:
-            found = self.rows.get((uri, None))
-        return found
+        """The values of one sample: its object's row, overridden by its frame's row."""
+        whole = self.rows.get((uri, None))
+        frame = None if frame_index is None else self.rows.get((uri, frame_index))
+        if whole is None or frame is None:
+            return frame or whole
+        return {**whole, **frame}
 
     def as_json(self, uris: Sequence[str], frames: Sequence[int | None]) -> pa.Array:
         """Each sample's values as a JSON object (null where the file has none)."""
@@ -133,7 +134,9 @@ def _parse(data: bytes, extension: str, url: str) -> pa.Table:
         if extension in (".csv", ".tsv"):
             delimiter = "\t" if extension == ".tsv" else ","
             return pa_csv.read_csv(
-                io.BytesIO(data), parse_options=pa_csv.ParseOptions(delimiter=delimiter)
+                io.BytesIO(data),
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter),
+                convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),  # "" = missing
             )
     except (pa.ArrowInvalid, OSError) as error:
         raise ConfigError(f"custom_metadata: {url} is malformed: {error}") from None
@@ -205,6 +208,10 @@ def check_strategies(custom: CustomMetadata | None, strategies: Sequence[Strateg
         )
         if needs_number and kind != "number":
             _make_numeric(custom, column, where)
+        if strategy.type == "threshold" and kind == "number" and isinstance(strategy.value, str):
+            raise ConfigError(
+                f"{where}: threshold value {strategy.value!r} is text, but {column} is numeric"
+            )
 
 
 def _make_numeric(custom: CustomMetadata, column: str, where: str) -> None:

@@ -67,11 +67,14 @@ def _run_values(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     config = build_config(_run_values(args))
     _quiet_prefect_defaults()
-    from coresift.preflight import check_run
+    from coresift.preflight import check_run, load_custom
     from flows.curate import curate
     from tasks.credentials import storage_options
 
-    check_run(config, storage_options(config.source), storage_options(config.datapool))
+    source_options = storage_options(config.source)
+    check_run(config, source_options, storage_options(config.datapool))
+    custom = config.custom_metadata
+    load_custom(config, source_options, {} if custom is None else storage_options(custom))
     summary = curate(config)
     if args.json:
         print(summary.model_dump_json())

@@ -363,7 +363,8 @@ def start_curate(deployment: str, config: CurateConfig) -> str:
         FlowRun,
         run_deployment(
             deployment,
-            parameters={"config": config.model_dump(mode="json")},
+            # None means "left out" in the deployment's form schema
+            parameters={"config": config.model_dump(mode="json", exclude_none=True)},
             timeout=0,
             as_subflow=False,
         ),

@@ -27,8 +27,11 @@ SUMMARY_KEYS = {
     "objects_unsupported",
     "samples_processed",
     "samples_corrupt",
+    "samples_filtered",
     "samples_selected",
     "samples_preselected",
+    "selection_notes",
+    "custom_paths_unmatched",
     "bytes_read",
     "bytes_new",
     "datapool_version",
@@ -195,3 +198,65 @@ def test_a_killed_run_resumes_from_its_finished_shards(workdir: Path) -> None:
         "--json",
     )
     assert _datapool_contents(workdir / "pool") == _datapool_contents(workdir / "straight")
+
+
+STRATEGY_ERRORS = [
+    (
+        "strategies: [{input: metadata.colourfulness, type: weights}]",
+        None,
+        "selection.strategies.0: unknown input 'metadata.colourfulness'",
+    ),
+    (
+        "strategies: [{input: custom.score, type: balance, target: uniform}]",
+        "path,score\nimg-0000.jpg,1\n",
+        "selection.strategies.0: balance needs a categorical input; score is numeric",
+    ),
+    (
+        "strategies: [{input: metadata.width, type: threshold, operation: '>'}]",
+        None,
+        "selection.strategies.0: threshold needs both an operation and a value",
+    ),
+    (
+        "strategies: [{input: embedding, type: similarity, query: no-such-tag}]",
+        None,
+        "selection.strategies.0.query: similarity query 'no-such-tag' is not a tag of datapool",
+    ),
+    (
+        "strategies: [{input: custom.score, type: weights}]",
+        "path,score\nimg-0000.jpg,1\nimg-0001.jpg,2.5\nimg-0002.jpg,lots\n",
+        "custom_metadata column 'score' row 3: 'lots' is not a number",
+    ),
+    (
+        "strategies: [{input: custom.score, type: weights}]",
+        "file,score\nimg-0000.jpg,1\n",
+        "has no 'path' column (columns: file, score)",
+    ),
+    ("strategies: [{input: custom.score, type: weights}]", "", "custom_metadata: cannot read"),
+    (
+        "strategies: [{input: custom.kind, type: weights}]",
+        "path,score\nimg-0000.jpg,1\n",
+        "unknown input custom.kind: the custom metadata file's columns are score",
+    ),
+]
+
+
+@pytest.mark.parametrize(("selection", "custom", "message"), STRATEGY_ERRORS)
+def test_bad_strategies_fail_before_any_work_naming_the_field(
+    workdir: Path, selection: str, custom: str | None, message: str
+) -> None:
+    write_images(workdir / "images", 0, 3)
+    config = workdir / "run.yaml"
+    text = f"source: {{url: {workdir / 'images'}}}\nselection: {{n_samples: 2, {selection}}}\n"
+    if custom is not None:
+        if custom:
+            (workdir / "meta.csv").write_text(custom)
+        text += f"custom_metadata: {{url: {workdir / 'meta.csv'}}}\n"
+    config.write_text(text)
+    result = run(
+        "coresift", "run", "--config", str(config), "--datapool", str(workdir / "pool"), check=False
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (workdir / "pool").exists()  # nothing was written

@@ -6,11 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.compute as pc
 import pytest
+from PIL import Image
 
 from coresift.datapool import Datapool
-from coresift.testing.media import corrupt_files, jpeg_bytes, photo, write_images
+from coresift.testing.media import corrupt_files, jpeg_bytes, photo, photo_count, write_images
 from tests.helpers import curate_once
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -174,3 +176,69 @@ def test_a_commit_retried_after_it_landed_finishes_without_writing_again(
     assert datapool.tag_summary()[0]["samples"] == 3
     assert datapool.run_summary(run.run_id) == run.model_dump()
     assert not list((workdir / "pool" / "_work").rglob("*.parquet"))  # cleanup finished
+
+
+def _junk() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "blank-white.png": np.full((480, 640, 3), 255, np.uint8),
+        "black.png": np.zeros((480, 640, 3), np.uint8),
+        "red.png": np.tile(np.array([200, 30, 30], np.uint8), (480, 640, 1)),
+        "grey.png": np.full((300, 400, 3), 128, np.uint8),
+        "lens-cap.png": rng.normal(12, 8, (480, 640, 3)).clip(0, 255).astype(np.uint8),
+        "strip.png": np.full((1, 161, 3), 255, np.uint8),
+        "banner.jpg": np.asarray(photo(4).resize((1600, 100))),
+    }
+
+
+def test_junk_is_never_picked_and_says_why_while_fog_and_snow_stay(workdir: Path) -> None:
+    folder, pool = workdir / "images", str(workdir / "pool")
+    folder.mkdir()
+    for index in range(photo_count()):
+        (folder / f"photo-{index:02d}.jpg").write_bytes(jpeg_bytes(photo(index)))
+    rng = np.random.default_rng(3)
+    for index in (0, 6, 10):  # fog: a quarter of the scene under white; snow: flakes on a pale one
+        pixels = np.asarray(photo(index), np.float32)
+        fog = pixels * 0.25 + 0.75 * 225
+        snow = pixels * 0.2 + 0.8 * 240 + rng.normal(0, 6, pixels.shape)
+        for name, picture in (("fog", fog), ("snow", snow)):
+            image = Image.fromarray(picture.clip(0, 255).astype(np.uint8))
+            (folder / f"{name}-{index:02d}.jpg").write_bytes(jpeg_bytes(image))
+    for name, pixels in _junk().items():
+        Image.fromarray(pixels).save(folder / name)
+
+    run = curate_once(str(folder), pool, n_samples=40, tag="t")
+    picked = {uri.rsplit("/", 1)[1] for uri in _picked_uris(pool, "t")}
+    assert picked.isdisjoint(_junk())
+    assert {f"{kind}-{i:02d}.jpg" for kind in ("fog", "snow") for i in (0, 6, 10)} <= picked
+    filtered = Datapool(pool).filtered()
+    names = {
+        sid: uri.rsplit("/", 1)[1]
+        for sid, uri in zip(
+            Datapool(pool).samples(["sample_id", "uri"])["sample_id"].to_pylist(),
+            Datapool(pool).samples(["sample_id", "uri"])["uri"].to_pylist(),
+            strict=True,
+        )
+    }
+    junk = {
+        names[sid]: detail
+        for sid, reason, detail in zip(
+            filtered["sample_id"].to_pylist(),
+            filtered["reason"].to_pylist(),
+            filtered["detail"].to_pylist(),
+            strict=True,
+        )
+        if reason == "low_information"
+    }
+    assert set(junk) == set(_junk())
+    assert "degenerate shape 161x1" in junk["strip.png"]
+    assert "degenerate shape 1600x100" in junk["banner.jpg"]
+    assert run.samples_filtered["low_information"] == len(_junk())
+    assert run.selection_notes and "low_information" in run.selection_notes[0]
+
+    unguarded = curate_once(
+        str(folder), str(workdir / "unguarded"), n_samples=5, tag="u", exclude_low_information=False
+    )
+    assert unguarded.samples_filtered.get("low_information", 0) == 0
+    early = {uri.rsplit("/", 1)[1] for uri in _picked_uris(str(workdir / "unguarded"), "u")}
+    assert early & set(_junk())  # without the guard, farthest-first takes junk early

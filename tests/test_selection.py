@@ -8,7 +8,8 @@ import pytest
 
 from coresift import schema
 from coresift.config import SelectionConfig
-from coresift.selection import choose, k_center_greedy, k_center_reference
+from coresift.selection import choose, greedy_select, k_center_greedy, k_center_reference
+from coresift.selection.greedy import Balance
 
 TEN = SelectionConfig(n_samples=10)
 
@@ -119,3 +120,78 @@ def test_a_partial_scan_order_that_runs_out_falls_back_to_a_full_one(
         points.astype(np.float64), _points(3, 6, 12).astype(np.float64), 80, None, 0
     )
     assert fast.indices == slow.indices
+
+
+def keyed_reference(
+    points: np.ndarray,
+    fixed: np.ndarray | None,
+    n_samples: int,
+    log_prior: np.ndarray,
+    exponent: float,
+    exclusion: float,
+    balance: Balance | None = None,
+) -> list[int]:
+    """The key formula evaluated for every candidate at every step, written for clarity."""
+    centers = [] if fixed is None else list(fixed.astype(np.float64))
+    picked: list[int] = []
+    while len(picked) < n_samples:
+        with np.errstate(divide="ignore"):
+            if centers:
+                d = np.array([min(np.linalg.norm(p - c) for c in centers) for p in points])
+                key = log_prior + (exponent * np.log(d) if exponent else 0.0)
+            else:
+                d, key = np.full(len(points), np.inf), log_prior.copy()
+        key[d < exclusion] = -np.inf
+        key[picked] = -np.inf
+        choice = key
+        while balance is not None and balance.factors().max() > 0:
+            factors = balance.factors()
+            tier = np.where(balance.classes >= 0, factors[np.maximum(balance.classes, 0)], 0)
+            with np.errstate(divide="ignore"):
+                tiered = np.where(tier > 0, key + np.log(tier), -np.inf)
+            if tiered.max() > -np.inf:
+                choice = tiered
+                break
+            balance.exhausted |= factors > 0
+        if choice.max() == -np.inf:
+            break
+        index = int(np.argmax(choice))
+        picked.append(index)
+        centers.append(points[index].astype(np.float64))
+        if balance is not None and balance.classes[index] >= 0:
+            balance.counts[balance.classes[index]] += 1
+    return picked
+
+
+def _balance(classes: np.ndarray, total: int | None) -> Balance:
+    targets = np.array([0.5, 0.3, 0.2])
+    return Balance(classes.copy(), targets, np.array([1, 0, 0]), total)
+
+
+@pytest.mark.parametrize(
+    ("batch", "fixed", "exponent", "total"),
+    [(1, False, 1.0, 12), (5, True, 2.0, 12), (64, True, 0.5, None), (7, False, 0.0, 15)],
+)
+def test_weighted_and_balanced_greedy_matches_the_formula(
+    batch: int, fixed: bool, exponent: float, total: int | None
+) -> None:
+    """Priors, a diversity exponent, near-duplicate exclusion and balance (with a class that
+    runs short) pick exactly what evaluating the formula everywhere picks."""
+    rng = np.random.default_rng(batch)
+    points = _points(300, 6, batch)
+    points[1] = points[0] + 0.01  # a near duplicate
+    centers = _points(4, 6, 7) if fixed else None
+    log_prior = np.log(rng.uniform(0.05, 1.0, 300))
+    classes = rng.choice([0, 1, 2, -1], 300, p=[0.6, 0.37, 0.01, 0.02])
+    fast = greedy_select(
+        points,
+        centers,
+        n_samples=14,
+        log_prior=log_prior,
+        exponent=exponent,
+        exclusion=0.5,
+        balance=_balance(classes, total),
+        batch=batch,
+    )
+    slow = keyed_reference(points, centers, 14, log_prior, exponent, 0.5, _balance(classes, total))
+    assert fast.indices == slow

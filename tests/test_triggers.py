@@ -301,6 +301,7 @@ def test_the_form_shows_the_config_in_sections(stack: Stack) -> None:
         "datapool",
         "processing",
         "selection",
+        "custom_metadata",
         "process_all",
         "tag",
     ]
@@ -313,7 +314,18 @@ def test_the_form_shows_the_config_in_sections(stack: Stack) -> None:
         definitions["ProcessingConfig"]["properties"]
     )
     selection = definitions["SelectionConfig"]
-    assert {"n_samples", "min_distance", "seed", "sequence_length"} <= set(selection["properties"])
+    assert {"n_samples", "min_distance", "seed", "sequence_length", "strategies"} <= set(
+        selection["properties"]
+    )
+    strategy = definitions["Strategy"]["properties"]
+    assert strategy["type"]["enum"] == [
+        "diversity",
+        "weights",
+        "threshold",
+        "balance",
+        "similarity",
+        "typicality",
+    ]
     assert selection["if"] == {"not": {"required": ["min_distance"]}}
     assert selection["then"] == {"required": ["n_samples"]}
     # No "X or null" choices, which the form shows as "Property is type None".

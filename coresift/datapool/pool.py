@@ -108,6 +108,13 @@ class Datapool:
             return schema.with_run_id(schema.TAGS.empty_table(), "")
         return table.select([*schema.TAGS.names, "run_id"])
 
+    def filtered(self) -> pa.Table:
+        """Committed rows of samples that were not candidates, with reasons (schema.FILTERED)."""
+        table = self.committed("filtered")
+        if table is None:
+            return schema.with_run_id(schema.FILTERED.empty_table(), "")
+        return table.select([*schema.FILTERED.names, "run_id"])
+
     def selected_sample_ids(self) -> set[str]:
         """Every sample id that any committed tag picked."""
         return set(self.tags().column("sample_id").to_pylist())

@@ -26,7 +26,8 @@ _CHUNK = 65_536  # rows per distance block: bounds temporary memory to about CHU
 @dataclass(frozen=True)
 class Selection:
     """Indices of the picked candidates in pick order, with each one's distance when picked,
-    and every candidate's final squared distance to its nearest center (-1 for picks)."""
+    and every candidate's squared distance to its nearest center (-1 for picks): exact when
+    the search excluded near duplicates, else an upper bound."""
 
     indices: list[int]
     distances: list[float]
@@ -36,25 +37,44 @@ class Selection:
 @dataclass
 class Balance:
     """The balance strategy's state: each candidate's class, the target share of each class,
-    and how many picks each class has (earlier picks included)."""
+    how many picks each class has (earlier picks included), and which classes ran out of
+    eligible candidates (their share then goes to the others, in proportion)."""
 
     classes: NDArray[np.intp]  # per candidate; -1: a value outside the target
     targets: NDArray[np.float64]  # per class, summing to 1
     counts: NDArray[np.int64]  # per class, updated as picks are made
     total: int | None  # quotas are apportioned over this many picks; None: proportional
     strength: float = 1.0
+    exhausted: NDArray[np.bool_] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exhausted = np.zeros(len(self.targets), np.bool_)
+
+    def quotas(self, active: NDArray[np.bool_]) -> NDArray[np.float64]:
+        """Largest-remainder quotas of `total` among the active classes, after what the
+        others already have; an inactive class's quota is what it has."""
+        quotas = self.counts.astype(np.float64)
+        assert self.total is not None
+        left = self.total - int(self.counts[~active].sum())
+        shares = self.targets[active] / max(self.targets[active].sum(), 1e-300)
+        ideal = shares * left
+        whole = np.floor(ideal)
+        short = int(left - whole.sum())
+        whole[np.argsort(-(ideal - whole), kind="stable")[:short]] += 1
+        quotas[active] = whole
+        return quotas
 
     def remaining(self) -> NDArray[np.float64]:
-        """Picks each class still needs: against largest-remainder quotas of `total`, or
-        (without a total) against its share of one more pick."""
+        """Picks each class still needs: against its quota of `total`, or (without a total)
+        against its share of one more pick; 0 for classes that ran out."""
+        active = ~self.exhausted
         if self.total is None:
-            share: NDArray[np.float64] = self.targets * (self.counts.sum() + 1) - self.counts
-            return share
-        ideal = self.targets * self.total
-        quotas = np.floor(ideal)
-        short = int(self.total - quotas.sum())
-        quotas[np.argsort(-(ideal - quotas), kind="stable")[:short]] += 1
-        return quotas - self.counts
+            shares = np.where(active, self.targets, 0.0)
+            shares /= max(shares.sum(), 1e-300)
+            remaining: NDArray[np.float64] = shares * (self.counts[active].sum() + 1) - self.counts
+        else:
+            remaining = self.quotas(active) - self.counts
+        return np.where(active, remaining, 0.0)
 
     def factors(self) -> NDArray[np.float64]:
         """Per class: (remaining / largest remaining) ** strength; 0 where nothing remains."""
@@ -66,6 +86,17 @@ class Balance:
             remaining > 0, (np.maximum(remaining, 0) / top) ** self.strength, 0.0
         )
         return factors
+
+    def shortfalls(self) -> list[tuple[int, int, int]]:
+        """(class, picks, quota) of each class that ran out before its quota of `total`."""
+        if self.total is None:
+            return []
+        quotas = self.quotas(np.ones(len(self.targets), np.bool_))
+        return [
+            (int(index), int(self.counts[index]), int(quotas[index]))
+            for index in np.flatnonzero(self.exhausted)
+            if self.counts[index] < quotas[index]
+        ]
 
 
 def _squared_distances(
@@ -106,7 +137,7 @@ class _Keys:
             value = self.log_prior[rows].copy()
             if self.exponent:
                 with np.errstate(divide="ignore"):  # a distance of 0 has key -inf
-                    value += self.exponent / 2 * np.log(squared.astype(np.float64))
+                    value += self.exponent / 2 * np.log(np.maximum(squared, 0).astype(np.float64))
         return np.where(usable, value, -np.inf)
 
 
@@ -174,16 +205,19 @@ def greedy_select(
             distance_sq = np.inf
             fold_after = 1  # every bound is infinite until the first pick is folded in
         else:
-            factors = None if balance is None else balance.factors()
-            index, distance_sq, scanned = -1, -1.0, 0
-            for tiered in (factors, None) if factors is not None else (None,):
+            while True:
+                factors = None if balance is None else balance.factors()
+                tiered = factors if factors is not None and factors.max() > 0 else None
                 search = _Search(points, nearest, keys, pending, balance, tiered)
                 index, distance_sq, scanned = search.best(order, snapshot)
                 if scanned == len(order) < len(points):  # the partial order ran out: sort all
                     order, snapshot = _descending(keys(nearest, slice(None)), everything=True)
                     index, distance_sq, scanned = search.best(order, snapshot)
-                if index >= 0:
-                    break  # else no class with quota left has candidates: pick from the rest
+                if index >= 0 or tiered is None or balance is None:
+                    break
+                # The classes that need picks have no eligible candidate left: their share
+                # goes to the others.
+                balance.exhausted |= tiered > 0
             if index < 0:
                 break
             # A scan that refreshes many candidates costs more than folding now.
@@ -198,7 +232,7 @@ def greedy_select(
             _fold(points, norms, nearest, points[pending])
             pending.clear()
             order, snapshot = _descending(keys(nearest, slice(None)))
-    if pending:
+    if pending and exclusion > 0:  # near duplicates are told by exact final distances
         _fold(points, norms, nearest, points[pending])
     return Selection(picked, distances, nearest)
 
@@ -229,13 +263,16 @@ def _first_pick(
     alone, else the best prior within the classes that most need a pick."""
     if log_prior is None:
         return int(np.random.default_rng(seed).integers(count))
-    value = log_prior.copy()
-    if balance is not None:
-        factor = _class_factors(balance, balance.factors(), np.arange(count))
+    while balance is not None:
+        factors = balance.factors()
+        if factors.max() <= 0:
+            break
+        factor = _class_factors(balance, factors, np.arange(count))
         if factor.max() > 0:
             with np.errstate(divide="ignore"):
-                value += np.log(factor)
-    return int(np.argmax(value))
+                return int(np.argmax(log_prior + np.log(factor)))
+        balance.exhausted |= factors > 0
+    return int(np.argmax(log_prior))
 
 
 def _class_factors(

@@ -11,6 +11,9 @@ real photos darkened to night (x0.12), fogged (x0.25 over white) or snowed, deta
 
 from __future__ import annotations
 
+import numpy as np
+from numpy.typing import NDArray
+
 MIN_SIDE = 16
 MAX_ASPECT = 10.0
 MIN_DETAIL = 1.0
@@ -26,3 +29,13 @@ def low_information(width: int | None, height: int | None, detail: float | None)
     if detail is not None and detail < MIN_DETAIL:
         return f"near-uniform picture (detail {detail:.2f} < {MIN_DETAIL:g})"
     return None
+
+
+def junk_mask(
+    width: NDArray[np.float64], height: NDArray[np.float64], detail: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """Which rows `low_information` would reject (NaN: not measured), for many at once."""
+    with np.errstate(invalid="ignore"):
+        short = np.fmin(width, height)
+        degenerate = (short < MIN_SIDE) | (np.fmax(width, height) > MAX_ASPECT * short)
+        return (degenerate & (short > 0)) | (detail < MIN_DETAIL)

@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 from coresift import schema
 from coresift.config import SelectionConfig, Strategy
 from coresift.custom import column_of
-from coresift.selection.greedy import Balance, greedy_select, nearest_centers
-from coresift.selection.junk import low_information
+from coresift.selection.greedy import Balance, Selection, greedy_select, nearest_centers
+from coresift.selection.junk import junk_mask, low_information
 from coresift.selection.scores import (
     balance_of,
     describe_threshold,
@@ -45,12 +45,18 @@ class Picks:
 
 
 def embedding_matrix(table: pa.Table) -> NDArray[np.float32]:
-    """The embedding column as an (n, d) float32 array, without a Python loop."""
-    if len(table) == 0:
-        return np.empty((0, 0), np.float32)
+    """The embedding column as an (n, d) float32 array, without a Python loop (rows without
+    an embedding are zeros)."""
     column = table.column("embedding").combine_chunks()
-    values = np.asarray(pc.list_flatten(column), dtype=np.float32)
-    return values.reshape(len(table), -1)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if not valid.any():
+        return np.zeros((len(table), 0), np.float32)
+    values = np.asarray(pc.list_flatten(column), dtype=np.float32).reshape(int(valid.sum()), -1)
+    if valid.all():
+        return values
+    matrix = np.zeros((len(table), values.shape[1]), np.float32)
+    matrix[valid] = values
+    return matrix
 
 
 def values_of(table: pa.Table, source: str) -> list[Any]:
@@ -138,33 +144,31 @@ def choose(
         selection: n_samples, min_distance, strategies, guards.
         queries: embeddings of each similarity strategy's query, by strategy index.
     """
-    samples = new_samples.sort_by([("uri", "ascending"), ("frame_index", "ascending")])
+    # Rows in (URI, frame) order, without embeddings: gathering list columns is slow.
+    order = np.asarray(
+        pc.sort_indices(new_samples, sort_keys=[("uri", "ascending"), ("frame_index", "ascending")])
+    )
+    samples = new_samples.drop_columns(["embedding"]).take(order)
+    embeddings = embedding_matrix(new_samples)[order]
     strategies = selection.effective_strategies()
-    centers = earlier_picks.filter(pc.field("model") == model)
-    fixed = embedding_matrix(centers) if len(centers) else None
     filters = _Filter(samples)
-    _filter_unusable(samples, earlier_picks, selection, filters)
+    embedded = new_samples.column("embedding").is_valid().to_numpy(zero_copy_only=False)[order]
+    _filter_unusable(samples, embedded, earlier_picks, selection, filters)
     for strategy in strategies:
         if strategy.type == "threshold":
             ok = passes(strategy, values_of(samples, strategy.input))
             for row in np.flatnonzero(~ok):
                 filters.exclude(int(row), "threshold", describe_threshold(strategy))
-    kept = filters.kept()
-    frames = embedding_matrix(samples.take(pa.array(kept, pa.int64())))
-    if selection.sequence_length is None:
-        groups = [[row] for row in kept]
-        points = frames
-    else:
-        groups = clips_of(samples, kept, selection.sequence_length)
-        position = {row: i for i, row in enumerate(kept)}
-        means = [frames[[position[row] for row in g]].mean(axis=0) for g in groups]
-        points = np.stack(means).astype(np.float32) if means else frames[:0]
+    groups, points = _candidates(samples, embeddings, filters.kept(), selection.sequence_length)
+    centers = earlier_picks.filter(pc.field("model") == model)
+    fixed = embedding_matrix(centers) if len(centers) else None
     first_rows = samples.take(pa.array([g[0] for g in groups], pa.int64()))
     log_prior, exponent, balance, names = _objectives(
         strategies, first_rows, points, earlier_picks, selection, queries or {}
     )
-    selected = (
-        greedy_select(
+    selected = Selection([], [])
+    if groups:
+        selected = greedy_select(
             points,
             fixed,
             n_samples=selection.n_samples,
@@ -175,62 +179,68 @@ def choose(
             exclusion=selection.duplicate_distance,
             balance=balance,
         )
-        if groups
-        else None
-    )
-    picked = [] if selected is None else selected.indices
     sample_ids = samples.column("sample_id").to_pylist()
-    if selected is not None and selection.duplicate_distance > 0:
+    if groups and selection.duplicate_distance > 0:
+        center_ids = centers.column("sample_id").to_pylist()
+        center_ids += [sample_ids[groups[i][0]] for i in selected.indices]
+        centers_all = np.concatenate(
+            [p for p in (fixed, points[selected.indices]) if p is not None]
+        )
         _record_near_duplicates(
-            selected.final_sq,
-            selection,
-            groups,
-            points,
-            fixed,
-            centers,
-            picked,
-            sample_ids,
-            filters,
+            selected, selection.duplicate_distance, groups, points, centers_all, center_ids, filters
         )
     tag_rows = [
         {
             "tag": tag,
             "sample_id": sample_ids[member],
+            "rank": 0,
             "distance": distance,
             "clip": None if selection.sequence_length is None else clip,
         }
-        for clip, (group, distance) in enumerate(
-            zip(
-                (groups[i] for i in picked),
-                [] if selected is None else selected.distances,
-                strict=True,
-            )
+        for clip, (index, distance) in enumerate(
+            zip(selected.indices, selected.distances, strict=True)
         )
-        for member in group
+        for member in groups[index]
     ]
     for rank, tag_row in enumerate(tag_rows):
         tag_row["rank"] = rank
-    notes = _notes(selection, len(picked), len(groups), filters.counts(), balance, names)
+    counts = filters.counts()
     return Picks(
         pa.Table.from_pylist(tag_rows, schema=schema.TAGS),
         filters.table(),
         preselected=len(centers),
-        notes=notes,
+        notes=_notes(selection, len(selected.indices), len(groups), counts, balance, names),
     )
 
 
+def _candidates(
+    samples: pa.Table, embeddings: NDArray[np.float32], kept: list[int], length: int | None
+) -> tuple[list[list[int]], NDArray[np.float32]]:
+    """The candidates as groups of rows (one row, or a clip's frames) and their points."""
+    if length is None:
+        return [[row] for row in kept], embeddings[kept]
+    groups = clips_of(samples, kept, length)
+    means = [embeddings[group].mean(axis=0) for group in groups]
+    points = np.stack(means).astype(np.float32) if means else embeddings[:0]
+    return groups, points
+
+
 def _filter_unusable(
-    samples: pa.Table, earlier_picks: pa.Table, selection: SelectionConfig, filters: _Filter
+    samples: pa.Table,
+    embedded: NDArray[np.bool_],
+    earlier_picks: pa.Table,
+    selection: SelectionConfig,
+    filters: _Filter,
 ) -> None:
-    """Corrupt samples, exact duplicates and (with the guard on) low-information pictures."""
-    codes = samples.column("corrupt_code").to_pylist()
-    messages = samples.column("corrupt_reason").to_pylist()
-    has_embedding = samples.column("embedding").is_valid().to_pylist()
-    for row, (code, message, embedded) in enumerate(
-        zip(codes, messages, has_embedding, strict=True)
-    ):
-        if message is not None or not embedded:
-            filters.exclude(row, "corrupt", code or message or "no embedding")
+    """Corrupt samples, exact duplicates and (with the guard on) low-information pictures.
+
+    Clips (sequence_length) keep repeated frames: a still scene is still a clip.
+    """
+    broken = samples.column("corrupt_reason").is_valid().to_numpy(zero_copy_only=False) | ~embedded
+    codes = samples.column("corrupt_code")
+    for broken_row in np.flatnonzero(broken):
+        at = int(broken_row)
+        filters.exclude(at, "corrupt", codes[at].as_py() or "no embedding")
     seen = dict(
         zip(
             earlier_picks.column("content_hash").to_pylist(),
@@ -239,7 +249,7 @@ def _filter_unusable(
         )
     )
     for row, content_hash in enumerate(samples.column("content_hash").to_pylist()):
-        if filters.reason[row] is not None or content_hash is None:
+        if selection.sequence_length or filters.reason[row] is not None or not content_hash:
             continue
         if content_hash in seen:
             filters.exclude(row, "duplicate", "same content", seen[content_hash])
@@ -247,15 +257,19 @@ def _filter_unusable(
             seen[content_hash] = filters.ids[row]
     if not selection.exclude_low_information:
         return
-    for row, (width, height, detail) in enumerate(
-        zip(
-            *(values_of(samples, f"metadata.{n}") for n in ("width", "height", "detail")),
-            strict=True,
-        )
-    ):
-        why = low_information(width, height, detail)
-        if why is not None:
-            filters.exclude(row, "low_information", why)
+    width, height, detail = (
+        samples.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+        for name in ("width", "height", "detail")
+    )
+    for junk_row in np.flatnonzero(junk_mask(width, height, detail)):
+        at = int(junk_row)
+        why = low_information(_whole(width[at]), _whole(height[at]), float(detail[at]))
+        assert why is not None
+        filters.exclude(at, "low_information", why)
+
+
+def _whole(value: float) -> int | None:
+    return None if np.isnan(value) else int(value)
 
 
 def _objectives(
@@ -293,33 +307,26 @@ def _objectives(
 
 
 def _record_near_duplicates(
-    final_sq: NDArray[np.float32],
-    selection: SelectionConfig,
+    selected: Selection,
+    distance: float,
     groups: list[list[int]],
     points: NDArray[np.float32],
-    fixed: NDArray[np.float32] | None,
-    centers: pa.Table,
-    picked: list[int],
-    sample_ids: list[str],
+    centers: NDArray[np.float32],
+    center_ids: list[str],
     filters: _Filter,
 ) -> None:
-    """Candidates left closer than duplicate_distance to a center, with the center named."""
-    near = np.flatnonzero((final_sq >= 0) & (final_sq < selection.duplicate_distance**2))
+    """Candidates left closer than `distance` to a center, recorded with the center's id."""
+    final = selected.final_sq
+    near = np.flatnonzero((final >= 0) & (final < distance**2))
     if len(near) == 0:
         return
-    center_points = [points[picked]] if picked else []
-    if fixed is not None:
-        center_points.insert(0, fixed)
-    center_ids = centers.column("sample_id").to_pylist() + [
-        sample_ids[groups[i][0]] for i in picked
-    ]
-    owners = nearest_centers(points[near], np.concatenate(center_points))
+    owners = nearest_centers(points[near], centers)
     for candidate, owner in zip(near, owners, strict=True):
         for row in groups[candidate]:
             filters.exclude(
                 row,
                 "near_duplicate",
-                f"closer than duplicate_distance={selection.duplicate_distance:g}",
+                f"closer than duplicate_distance={distance:g}",
                 center_ids[owner],
             )
 
@@ -346,12 +353,9 @@ def _notes(
             f"asked for {wanted}, picked {picked}: {reason}"
             + (f" (not candidates: {why})" if why else "")
         )
-    if balance is not None and balance.total is not None:
-        remaining = balance.remaining()
-        for name, missing, count in zip(names, remaining, balance.counts, strict=True):
-            if missing > 0:
-                notes.append(
-                    f"balance: class {name!r} ran out of candidates "
-                    f"({count} of {count + round(missing)} picks)"
-                )
+    if balance is not None:
+        for index, count, quota in balance.shortfalls():
+            notes.append(
+                f"balance: class {names[index]!r} ran out of candidates ({count} of {quota} picks)"
+            )
     return notes
