@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     samples = samples_table(args.points, args.dims)
     luminance = np.asarray(samples["luminance"])
-    combined = [
+    combined: list[dict[str, Any]] = [
         {"input": "embedding", "type": "diversity"},
         {"input": "metadata.sharpness", "type": "weights"},
         {
