@@ -342,7 +342,9 @@ def _notes(
     """Plain words for what the numbers alone do not say."""
     notes = []
     wanted = selection.n_samples
-    if wanted is not None and picked < wanted:
+    if wanted is not None and picked < wanted and candidates == 0 and not filtered:
+        notes.append(f"asked for {wanted}, picked {picked}: nothing new to pick from")
+    elif wanted is not None and picked < wanted:
         why = ", ".join(f"{count} {reason}" for reason, count in sorted(filtered.items()))
         reason = (
             "min_distance stopped the selection"
