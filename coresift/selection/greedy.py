@@ -99,7 +99,7 @@ class Balance:
         ]
 
 
-def _squared_distances(
+def squared_distances(
     points: NDArray[np.float32], centers: NDArray[np.float32]
 ) -> NDArray[np.float32]:
     """Squared Euclidean distances, clipped at 0 against rounding."""
@@ -335,7 +335,7 @@ class _Search:
             scanned += len(block)
             squared = self.nearest[block]
             if self.pending:
-                refreshed = _squared_distances(self.points[block], self.points[self.pending]).min(
+                refreshed = squared_distances(self.points[block], self.points[self.pending]).min(
                     axis=1
                 )
                 squared = np.where(squared < 0, squared, np.minimum(squared, refreshed))
@@ -382,7 +382,7 @@ def nearest_centers(points: NDArray[np.float32], centers: NDArray[np.float32]) -
     """For each point, the index of its nearest center (blocked, so memory stays bounded)."""
     result = np.empty(len(points), np.intp)
     for start in range(0, len(points), _CHUNK):
-        result[start : start + _CHUNK] = _squared_distances(
+        result[start : start + _CHUNK] = squared_distances(
             points[start : start + _CHUNK], centers
         ).argmin(axis=1)
     return result

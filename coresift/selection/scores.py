@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coresift.config import Strategy
-from coresift.selection.greedy import Balance
+from coresift.selection.greedy import Balance, squared_distances
 
 # Typicality measures density against at most this many candidates (a seeded sample of them
 # beyond that), so its cost grows linearly with the number of candidates, never with n^2.
@@ -73,12 +73,9 @@ def nearest_distances(
 ) -> NDArray[np.float64]:
     """Each point's distance to its nearest point of `others` (blocked)."""
     result = np.empty(len(points), np.float64)
-    other_norms = np.einsum("ij,ij->i", others, others)
     for start in range(0, len(points), _BLOCK):
-        block = points[start : start + _BLOCK]
-        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2 * block @ others.T
-        squared += other_norms[None, :]
-        result[start : start + _BLOCK] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
+        squared = squared_distances(points[start : start + _BLOCK], others)
+        result[start : start + _BLOCK] = np.sqrt(squared.min(axis=1))
     return result
 
 
@@ -94,22 +91,19 @@ def mean_neighbour_distances(
     else:
         reference = np.sort(np.random.default_rng(seed).choice(count, TYPICALITY_REFERENCE, False))
     others = points[reference]
-    other_norms = np.einsum("ij,ij->i", others, others)
     k = min(neighbors, len(reference) - 1)
     result = np.zeros(count, np.float64)
     if k < 1:
         return result
     for start in range(0, count, _BLOCK):
-        block = points[start : start + _BLOCK]
-        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2 * block @ others.T
-        squared += other_norms[None, :]
+        squared = squared_distances(points[start : start + _BLOCK], others)
         rows = np.arange(start, min(start + _BLOCK, count))
         # a point is not its own neighbour
         own = np.searchsorted(reference, rows)
         mine = (own < len(reference)) & (reference[np.minimum(own, len(reference) - 1)] == rows)
         squared[np.flatnonzero(mine), own[mine]] = np.inf
         nearest = np.partition(squared, k - 1, axis=1)[:, :k]
-        result[rows] = np.sqrt(np.maximum(nearest, 0.0)).mean(axis=1)
+        result[rows] = np.sqrt(nearest).mean(axis=1)
     return result
 
 
