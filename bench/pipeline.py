@@ -70,14 +70,22 @@ def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     refs = list_source(str(folder))
     inputs = np.stack([embedder.preprocess(Image.open(ref.uri)) for ref in refs])
     bare = bare_model_rate(embedder, inputs, args.batch_size)
-    start = time.perf_counter()
-    result = process_objects(refs, embedder, processing=_processing(args))
-    elapsed = time.perf_counter() - start
-    pipeline = len(refs) / elapsed
+    with_thumbnails = _processing(args)
+    without = with_thumbnails.model_copy(update={"thumbnails": False})
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for processing in (without, with_thumbnails, without, with_thumbnails):  # alternate: drift
+        start = time.perf_counter()
+        result = process_objects(refs, embedder, processing=processing)
+        rates[processing.thumbnails].append(len(refs) / (time.perf_counter() - start))
+    pipeline, plain = max(rates[True]), max(rates[False])
+    sizes = [len(b) for b in result.thumbnails.column("thumbnail").to_pylist()]
     return {
         "bare_model_img_per_s": round(bare, 1),
         "pipeline_img_per_s": round(pipeline, 1),
         "pipeline_over_bare": round(pipeline / bare, 3),
+        "pipeline_without_thumbnails_img_per_s": round(plain, 1),
+        "thumbnail_time_share": round(1 - pipeline / plain, 3),
+        "thumbnail_kb_mean": round(float(np.mean(sizes)) / 1024, 2),
         "shard_bytes_read_over_bytes_new": round(result.bytes_read / sum(r.size for r in refs), 4),
     }
 

@@ -175,11 +175,16 @@ class ProcessingConfig(Section):
     video_limits: VideoLimits = Field(
         default_factory=VideoLimits, description="Bounds on what one video may cost."
     )
+    thumbnails: bool = Field(
+        default=True,
+        description="Keep a small thumbnail of every image and sampled frame in the datapool "
+        "(for reports; about 2 ms and a few KB each).",
+    )
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change what processing produces (part of shard cache keys);
         threads and batch sizes change only how fast."""
-        return self.model_dump(include={"max_image_pixels", "frames", "video_limits"})
+        return self.model_dump(include={"max_image_pixels", "frames", "video_limits", "thumbnails"})
 
 
 def _needs_a_stop_in_the_form(schema: dict[str, Any]) -> None:
@@ -388,9 +393,14 @@ class CurateConfig(Section):
     @field_validator("tag")
     @classmethod
     def _tag_characters(cls, tag: str | None) -> str | None:
-        if tag is not None and not all(c.isascii() and (c.isalnum() or c in "._-") for c in tag):
-            raise ValueError(f"may contain only {TAG_CHARACTERS}, got {tag!r}")
-        return tag
+        return None if tag is None else check_tag_name(tag)
+
+
+def check_tag_name(tag: str) -> str:
+    """The tag name, if it uses only the allowed characters (else ValueError)."""
+    if not all(c.isascii() and (c.isalnum() or c in "._-") for c in tag):
+        raise ValueError(f"may contain only {TAG_CHARACTERS}, got {tag!r}")
+    return tag
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -48,14 +48,21 @@ class Preprocess:
     std: tuple[float, float, float]
 
     def __call__(self, image: Image.Image) -> NDArray[np.float32]:
+        return self.to_input(self.fit(image))
+
+    def fit(self, image: Image.Image) -> Image.Image:
+        """The picture in RGB with its longer side resized to `size` (aspect kept)."""
         rgb = image.convert("RGB")
         scale = self.size / max(rgb.width, rgb.height)
         width = min(self.size, max(1, round(rgb.width * scale)))
         height = min(self.size, max(1, round(rgb.height * scale)))
-        resized = rgb.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return rgb.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+    def to_input(self, fitted: Image.Image) -> NDArray[np.float32]:
+        """A fitted picture centred on the mean colour, normalised, channels first."""
         fill = tuple(round(channel) for channel in self.mean)
         square = Image.new("RGB", (self.size, self.size), fill)
-        square.paste(resized, ((self.size - width) // 2, (self.size - height) // 2))
+        square.paste(fitted, ((self.size - fitted.width) // 2, (self.size - fitted.height) // 2))
         pixels = np.asarray(square, dtype=np.float32)
         scaled = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)

@@ -28,6 +28,7 @@ from coresift.listing import ObjectRef
 from coresift.metadata import image_metrics
 from coresift.pipeline import OrderedProducer
 from coresift.storage import BlockReader, open_url
+from coresift.thumbnails import make_thumbnail
 from coresift.video import VideoOutcome, decode_frames
 
 
@@ -55,10 +56,12 @@ def shard_key(
 
 @dataclass
 class Sample:
-    """One image or frame after decoding: its row (no embedding yet) and its model input."""
+    """One image or frame after decoding: its row (no embedding yet), its model input and
+    its thumbnail."""
 
     row: dict[str, Any]
     model_input: NDArray[np.float32] | None = None
+    thumbnail: bytes | None = None
 
 
 @dataclass
@@ -71,10 +74,11 @@ class ObjectDone:
 
 @dataclass
 class ShardResult:
-    """The samples and object rows of a shard, and how many bytes were fetched."""
+    """The samples, object rows and thumbnails of a shard, and how many bytes were fetched."""
 
     samples: pa.Table
     objects: pa.Table
+    thumbnails: pa.Table
     bytes_read: int
 
 
@@ -124,7 +128,10 @@ class _Decoder:
     def _measured(self, row: dict[str, Any], image: Image.Image) -> Sample:
         row["channels"] = channels_of(image)
         row.update(image_metrics(image))
-        return Sample(row, self.embedder.preprocess(image))
+        preprocess = self.embedder.preprocess
+        fitted = preprocess.fit(image)  # the thumbnail comes from the model's own picture
+        thumbnail = make_thumbnail(fitted) if self.processing.thumbnails else None
+        return Sample(row, preprocess.to_input(fitted), thumbnail)
 
     def _image(
         self, ref: ObjectRef, data: bytes, done: dict[str, Any]
@@ -208,6 +215,7 @@ def process_objects(
     decoder = _Decoder(embedder, options or {}, processing)
     samples: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
+    thumbnails: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], NDArray[np.float32]]] = []
     bytes_read = 0
 
@@ -231,6 +239,8 @@ def process_objects(
             bytes_read += item.bytes_read
             continue
         samples.append(item.row)
+        if item.thumbnail is not None:
+            thumbnails.append({"sample_id": item.row["sample_id"], "thumbnail": item.thumbnail})
         if item.model_input is not None:
             pending.append((item.row, item.model_input))
             if len(pending) >= batch_size:
@@ -239,5 +249,6 @@ def process_objects(
     return ShardResult(
         pa.Table.from_pylist(samples, schema=schema.SAMPLES),
         pa.Table.from_pylist(objects, schema=schema.OBJECTS),
+        pa.Table.from_pylist(thumbnails, schema=schema.THUMBNAILS),
         bytes_read,
     )

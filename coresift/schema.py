@@ -70,6 +70,13 @@ FILTERED = pa.schema(
     ]
 )
 
+THUMBNAILS = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("thumbnail", pa.binary()),  # JPEG, 128 px on the longer side (coresift.thumbnails)
+    ]
+)
+
 RUNS = pa.schema(
     [
         ("run_id", pa.string()),

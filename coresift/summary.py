@@ -39,5 +39,8 @@ class RunSummary(BaseModel):
     bytes_read: int = Field(description="Object bytes fetched from the source in this run.")
     bytes_new: int = Field(description="Listed size of the new and changed objects.")
     datapool_version: int
+    report: str | None = Field(
+        default=None, description="Where this run's report is (None: the run changed nothing)."
+    )
     duration_s: float
     stage_seconds: dict[str, float]

@@ -17,7 +17,7 @@ from coresift.errors import ConfigError, CoresiftError
 
 DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
 # Short commands whose last act is a scan of the datapool's Delta tables (see `main`).
-_SCANS_DELTA_TABLES = ("tags", "export", "dump")
+_SCANS_DELTA_TABLES = ("tags", "export", "dump", "report", "tag")
 
 
 def _quiet_prefect_defaults() -> None:
@@ -79,8 +79,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(summary.model_dump_json())
     else:
-        for key, value in summary.model_dump().items():
-            print(f"{key:>20}: {value}")
+        for key, value in summary.model_dump(exclude={"report"}).items():
+            print(f"{key:>22}: {value}")
+        print(f"picks: coresift export --datapool {config.datapool.url} --tag {summary.tag}")
+        print(f"report: {summary.report or 'none (the run changed nothing)'}")
     return 0
 
 
@@ -108,6 +110,29 @@ def _dump(args: argparse.Namespace) -> int:
 
     sidecar = dump_tag(Datapool(args.datapool), args.tag, args.output, args.image_format)
     print(f"wrote {len(sidecar)} files and frames.parquet to {args.output}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from coresift.datapool import Datapool
+    from coresift.report import write_report
+
+    size = write_report(Datapool(args.datapool), args.output, tags=args.tag or None)
+    print(f"wrote the report ({size / 1e6:.1f} MB) to {args.output}")
+    return 0
+
+
+def _tag_create(args: argparse.Namespace) -> int:
+    from coresift.datapool import Datapool
+    from coresift.tags import create_tag, read_locators
+
+    locators = read_locators(args.source_file)
+    count = create_tag(Datapool(args.datapool), args.name, locators)
+    skipped = len(locators) - count
+    print(
+        f"tag {args.name}: {count} samples"
+        + (f" ({skipped} lines named no current sample)" if skipped else "")
+    )
     return 0
 
 
@@ -157,6 +182,28 @@ def parser() -> argparse.ArgumentParser:
     dump.add_argument("--output", required=True, help="folder or URL to write into")
     dump.add_argument("--image-format", choices=("png", "jpeg"), default="png")
     dump.set_defaults(handler=_dump)
+
+    report = commands.add_parser(
+        "report", help="write a static HTML report of the datapool (reads no source)"
+    )
+    report.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    report.add_argument(
+        "--tag", action="append", help="tag to focus on (repeatable; default: the latest run's)"
+    )
+    report.add_argument("--output", required=True, help="file or URL of the HTML page")
+    report.set_defaults(handler=_report)
+
+    tag = commands.add_parser("tag", help="make tags by hand")
+    tag_commands = tag.add_subparsers(dest="tag_command", required=True)
+    create = tag_commands.add_parser(
+        "create", help="turn a list of samples (one URI or URI#frame=N per line) into a tag"
+    )
+    create.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    create.add_argument("--name", required=True, help="the new tag's name")
+    create.add_argument(
+        "--from", dest="source_file", required=True, help="file or URL listing the samples"
+    )
+    create.set_defaults(handler=_tag_create)
 
     bridge = commands.add_parser(
         "bridge", help="turn bucket notifications into coresift.object.created Prefect events"

@@ -11,7 +11,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from coresift.config import CurateConfig
-from coresift.datapool import Datapool
+from coresift.datapool import Datapool, new_run_id
 from coresift.plan import shards
 from coresift.summary import RunSummary
 from tasks.concurrency import datapool_slot
@@ -19,7 +19,6 @@ from tasks.credentials import storage_options
 from tasks.curate import (
     commit_run,
     list_objects,
-    new_run_id,
     plan_objects,
     process_shard,
     read_custom,
@@ -27,6 +26,7 @@ from tasks.curate import (
     select_samples,
 )
 from tasks.progress import wait_with_progress
+from tasks.report import write_run_report
 
 
 @contextmanager
@@ -60,6 +60,11 @@ def curate(config: CurateConfig) -> RunSummary:
             outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
         with _stage(seconds, "select"):
             picks = select_samples(config, run_id, tag, model, [o for o, _ in outputs], custom)
-        return commit_run(
+        summary = commit_run(
             config, run_id, tag, plan, len(listing), outputs, picks, custom, started_at, seconds
         )
+    # After the lock: the report only reads the datapool. A report that fails leaves the run
+    # committed; the log says why, and `coresift report` can write it again.
+    report = write_run_report(config, summary, return_state=True)
+    url = report.result() if report.is_completed() else None
+    return summary.model_copy(update={"report": url})

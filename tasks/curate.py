@@ -7,7 +7,6 @@ Parquet artifacts under the datapool's `_work/` area and in the datapool tables.
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -64,11 +63,6 @@ class CustomOutput(BaseModel):
 
     name: str | None = None
     unmatched: int = 0
-
-
-def new_run_id() -> str:
-    """A sortable, unique run id: UTC time plus random hex."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def _datapool(config: CurateConfig) -> Datapool:
@@ -171,6 +165,7 @@ def process_shard(
     name = _shard_name(refs, model_identity, work_key, config)
     datapool = _datapool(config)
     datapool.work.write(f"{name}-objects", result.objects)
+    datapool.work.write(f"{name}-thumbnails", result.thumbnails)
     datapool.work.write(f"{name}-samples", result.samples)  # last: its presence means done
     logger = get_run_logger()
     for row in result.objects.to_pylist():
@@ -185,10 +180,12 @@ def process_shard(
     )
 
 
+_PARTS = {"samples": schema.SAMPLES, "objects": schema.OBJECTS, "thumbnails": schema.THUMBNAILS}
+
+
 def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.Table:
     tables = [datapool.work.read(f"{s.name}-{part}") for s in shards]
-    empty = schema.SAMPLES if part == "samples" else schema.OBJECTS
-    return pa.concat_tables(tables) if tables else empty.empty_table()
+    return pa.concat_tables(tables) if tables else _PARTS[part].empty_table()
 
 
 @task
@@ -290,6 +287,7 @@ def commit_run(
             "objects": pa.concat_tables(objects),
             "tags": datapool.work.read(picks.name),
             "filtered": datapool.work.read(picks.filtered_name),
+            "thumbnails": _run_table(datapool, outputs, "thumbnails"),
         }
         commit.commit_run(
             datapool.tables,
@@ -303,9 +301,7 @@ def commit_run(
             },
         )
     work = [picks.name, picks.filtered_name, *([custom_output.name] if custom_output.name else [])]
-    datapool.work.remove(
-        [*work, *(f"{o.name}-{part}" for o in outputs for part in ("objects", "samples"))]
-    )
+    datapool.work.remove([*work, *(f"{o.name}-{part}" for o in outputs for part in _PARTS)])
     create_table_artifact(
         [
             {"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}

@@ -35,6 +35,7 @@ SUMMARY_KEYS = {
     "bytes_read",
     "bytes_new",
     "datapool_version",
+    "report",
     "duration_s",
     "stage_seconds",
 }
@@ -44,6 +45,7 @@ def test_default_run_on_the_bundled_photos_then_tags_and_export(workdir: Path) -
     summary = last_json(run("coresift", "run", "--n-samples", "5", "--json", cwd=workdir))
     assert set(summary) == SUMMARY_KEYS
     assert summary["samples_selected"] == 5
+    assert Path(str(summary["report"])).is_file()  # the run's report, in the datapool
     assert summary["objects_new"] == len(list((workdir / "coresift-samples").glob("*.jpg")))
     tag = str(summary["tag"])
     assert run("coresift", "tags", cwd=workdir).stdout.split("\t")[:2] == [tag, "5"]

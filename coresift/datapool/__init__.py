@@ -6,7 +6,7 @@ DuckDB, Polars, pandas or Spark. Modules: `pool` (the queries users and tasks ca
 time) and `work` (artifacts of the run in progress).
 """
 
-from coresift.datapool.commit import commit_run, gone_rows, unsupported_rows
+from coresift.datapool.commit import commit_run, gone_rows, new_run_id, unsupported_rows
 from coresift.datapool.lock import LOCK_NAME
 from coresift.datapool.pool import Datapool, ObjectState
 
@@ -16,5 +16,6 @@ __all__ = [
     "ObjectState",
     "commit_run",
     "gone_rows",
+    "new_run_id",
     "unsupported_rows",
 ]

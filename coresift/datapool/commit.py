@@ -9,7 +9,9 @@ an earlier attempt wrote and never duplicates a row.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +20,11 @@ from coresift import schema
 from coresift.datapool.delta import DeltaTables
 from coresift.errors import UNSUPPORTED, DatapoolBusyError
 from coresift.listing import ObjectRef
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random hex."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def commit_run(

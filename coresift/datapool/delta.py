@@ -21,6 +21,7 @@ SCHEMAS = {
     "samples": schema.SAMPLES,
     "tags": schema.TAGS,
     "filtered": schema.FILTERED,
+    "thumbnails": schema.THUMBNAILS,
     "runs": schema.RUNS,
 }
 

@@ -33,7 +33,7 @@ class Datapool:
     """What every run processed and selected, at a URL (a local folder by default)."""
 
     def __init__(self, url: str, options: dict[str, Any] | None = None):
-        fs, root = open_url(url, options)
+        self.fs, self.root = fs, root = open_url(url, options)
         self.url = root if is_local(url) else url.rstrip("/")
         self.tables = DeltaTables(self.url, delta_storage_options(url, options))
         self.work = WorkArea(fs, root)
@@ -114,6 +114,16 @@ class Datapool:
         if table is None:
             return schema.with_run_id(schema.FILTERED.empty_table(), "")
         return table.select([*schema.FILTERED.names, "run_id"])
+
+    def thumbnails(self, sample_ids: set[str]) -> dict[str, bytes]:
+        """The thumbnails of some samples (filtered inside the scan); absent ones are left out."""
+        where = pc.field("sample_id").isin(sorted(sample_ids))
+        table = self.tables.read("thumbnails", ["sample_id", "thumbnail", "run_id"], where)
+        if table is None or not sample_ids:
+            return {}
+        return dict(
+            zip(table["sample_id"].to_pylist(), table["thumbnail"].to_pylist(), strict=True)
+        )
 
     def selected_sample_ids(self) -> set[str]:
         """Every sample id that any committed tag picked."""
