@@ -39,6 +39,14 @@ def _cores() -> int:
     return os.cpu_count() or 2
 
 
+def split_cores(cores: int) -> tuple[int, int]:
+    """The default (inference threads, decode workers) for a machine with `cores` cores: as
+    many of each as cores. Inference threads sleep rather than spin while they wait, so the
+    operating system gives whichever side is the bottleneck the other's idle time. On 2 cores
+    this beat one of each by 45% on 640x480 JPEGs and 75% on 4000x3000 ones (bench/)."""
+    return max(1, cores), max(1, cores)
+
+
 def _form_friendly(schema: dict[str, Any]) -> None:
     """Show optional fields as their type, not as 'X or null': the Prefect UI renders the null
     branch of `anyOf` as a confusing 'Property is type None'. Leaving a field empty in the
@@ -148,17 +156,17 @@ class ProcessingConfig(Section):
         "or torch.",
     )
     threads: int = Field(
-        default_factory=lambda: max(1, _cores() // 2),
+        default_factory=lambda: split_cores(_cores())[0],
         ge=1,
         le=256,
-        description="Inference threads (default: half the cores).",
+        description="Inference threads (default: as many as cores).",
     )
     decode_workers: int = Field(
-        default_factory=lambda: max(1, _cores() - _cores() // 2),
+        default_factory=lambda: split_cores(_cores())[1],
         ge=1,
         le=64,
-        description="Threads that read and decode objects ahead of inference (default: the "
-        "other half of the cores; on 2 cores one of each is fastest, see bench/).",
+        description="Threads that read and decode objects ahead of inference (default: as "
+        "many as cores; they share the cores with inference, see bench/).",
     )
     batch_size: int = Field(default=16, ge=1, le=1024, description="Images per inference batch.")
     shard_size: int = Field(

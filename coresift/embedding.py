@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -59,13 +60,14 @@ class Preprocess:
         return rgb.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
     def to_input(self, fitted: Image.Image) -> NDArray[np.float32]:
-        """A fitted picture centred on the mean colour, normalised, channels first."""
-        fill = tuple(round(channel) for channel in self.mean)
-        square = Image.new("RGB", (self.size, self.size), fill)
-        square.paste(fitted, ((self.size - fitted.width) // 2, (self.size - fitted.height) // 2))
-        pixels = np.asarray(square, dtype=np.float32)
+        """A fitted picture centred on the mean colour (which normalises to 0), normalised,
+        channels first."""
+        pixels = np.asarray(fitted, dtype=np.float32)
         scaled = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)
+        result = np.zeros((3, self.size, self.size), np.float32)
+        top, left = (self.size - fitted.height) // 2, (self.size - fitted.width) // 2
+        result[:, top : top + fitted.height, left : left + fitted.width] = scaled.transpose(2, 0, 1)
+        return result
 
 
 class Embedder(Protocol):
@@ -170,13 +172,18 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def _exported_onnx(module: Any, identity: str, size: int) -> str:
-    """Export a torch module to ONNX once per weights hash, atomically, and return the file."""
-    import torch
+def _exported_onnx(build: Callable[[], Any], identity: str, size: int) -> str:
+    """The ONNX file of a torch module, exported once per identity, atomically.
 
+    The module is built (and torch imported, about 1.5 s and 500 MB) only when the file is
+    not in the cache yet.
+    """
     safe = identity.replace(":", "_").replace("@", "-").replace("/", "-")
     target = cache_dir() / "onnx" / f"{safe}.onnx"
     if not target.exists():
+        import torch
+
+        module = build()
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         with warnings.catch_warnings():  # the exporter's shape-inference chatter
@@ -198,12 +205,11 @@ def _exported_onnx(module: Any, identity: str, size: int) -> str:
 
 
 def _builtin_lite0(runtime: Runtime, threads: int) -> Embedder:
-    module = _lite0_module()
     identity = model_identity("efficientnet-lite0")
     preprocess = Preprocess(224, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
     if runtime == "torch":
-        return TorchEmbedder(module, identity, preprocess, threads)
-    return OnnxEmbedder(_exported_onnx(module, identity, 224), identity, preprocess, threads)
+        return TorchEmbedder(_lite0_module(), identity, preprocess, threads)
+    return OnnxEmbedder(_exported_onnx(_lite0_module, identity, 224), identity, preprocess, threads)
 
 
 @functools.lru_cache(maxsize=16)
@@ -270,9 +276,7 @@ def _torchvision(name: str, runtime: Runtime, threads: int) -> Embedder:
     preprocess = Preprocess(size, _IMAGENET_MEAN, _IMAGENET_STD)
     if runtime == "torch":
         return TorchEmbedder(network, identity, preprocess, threads)
-    return OnnxEmbedder(
-        _exported_onnx(network.eval(), identity, size), identity, preprocess, threads
-    )
+    return OnnxEmbedder(_exported_onnx(network.eval, identity, size), identity, preprocess, threads)
 
 
 def _from_url(url: str, threads: int) -> Embedder:

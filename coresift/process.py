@@ -23,7 +23,7 @@ from coresift import schema
 from coresift.config import ProcessingConfig
 from coresift.embedding import Embedder
 from coresift.errors import ACCESS_DENIED, VANISHED, EmptyFileError, MediaError, Reason
-from coresift.images import channels_of, decode_image
+from coresift.images import WORKING_SIZE, decode_image
 from coresift.listing import ObjectRef
 from coresift.metadata import image_metrics
 from coresift.pipeline import OrderedProducer
@@ -125,11 +125,15 @@ class _Decoder:
             "model": self.embedder.identity,
         }
 
-    def _measured(self, row: dict[str, Any], image: Image.Image) -> Sample:
-        row["channels"] = channels_of(image)
-        row.update(image_metrics(image))
+    def _measured(
+        self, row: dict[str, Any], picture: Image.Image, width: int, height: int, channels: int
+    ) -> Sample:
+        """Metrics, model input and thumbnail of a working picture (of an original of width
+        x height with `channels` bands)."""
+        row["channels"] = channels
+        row.update(image_metrics(picture, width, height))
         preprocess = self.embedder.preprocess
-        fitted = preprocess.fit(image)  # the thumbnail comes from the model's own picture
+        fitted = preprocess.fit(picture)  # the thumbnail comes from the model's own picture
         thumbnail = make_thumbnail(fitted) if self.processing.thumbnails else None
         return Sample(row, preprocess.to_input(fitted), thumbnail)
 
@@ -144,7 +148,7 @@ class _Decoder:
         except MediaError as error:
             yield from self._unreadable(row, done, error.reason, len(data))
             return
-        yield self._measured(row, image)
+        yield self._measured(row, image.picture, image.width, image.height, image.channels)
         yield ObjectDone({**done, "status": "ok"}, len(data))
 
     def _unreadable(
@@ -166,6 +170,7 @@ class _Decoder:
                     self.processing.frames,
                     self.processing.video_limits,
                     outcome,
+                    size=WORKING_SIZE,
                 ):
                     row = self._sample_row(ref, frame.index)
                     row["pts"] = frame.pts
@@ -173,7 +178,9 @@ class _Decoder:
                     row["content_hash"] = hashlib.blake2b(
                         frame.image.tobytes(), digest_size=16
                     ).hexdigest()
-                    yield self._measured(row, frame.image)
+                    info = outcome.info
+                    assert info is not None, "the container is read before any frame"
+                    yield self._measured(row, frame.image, info.width, info.height, 3)
             except MediaError as error:
                 yield from self._unreadable(
                     self._sample_row(ref, None), done, error.reason, reader.fetched

@@ -75,7 +75,8 @@ def test_custom_metadata_steers_the_picks_and_stays_with_the_samples(
     }
     assert values[("img-0003.jpg", None)] == {"camera": "cam-b", "score": 3.0}
     assert values[("bikes.mp4", 0)] == {"camera": "cam-c", "score": 99.0}  # frame over video
-    assert values[("bikes.mp4", 25)] == {"camera": "cam-c"}
+    other_frames = [v for (name, f), v in values.items() if name == "bikes.mp4" and f]
+    assert other_frames and all(v == {"camera": "cam-c"} for v in other_frames)
     picked = Datapool(pool).tag_samples("t")
     cameras = Counter(
         values[(u.rsplit("/", 1)[1], f)]["camera"]
