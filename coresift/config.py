@@ -115,6 +115,12 @@ class DatapoolConfig(Location):
         default=DEFAULT_DATAPOOL,
         description="A local folder, s3://bucket/prefix or az://container/prefix.",
     )
+    lock_wait_s: float = Field(
+        default=300,
+        ge=0,
+        description="How long a run waits for another run on this datapool to finish before "
+        "it fails naming that run (a run that died is ignored after 60 s).",
+    )
 
 
 class FrameSampling(Section):
@@ -438,8 +444,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {error.strerror}") from None
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

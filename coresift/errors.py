@@ -29,6 +29,10 @@ class SourceError(CoresiftError):
     """The source cannot be listed or read (missing, unreachable, access denied)."""
 
 
+class SourceNotFoundError(SourceError):
+    """The source, or its bucket, does not exist: retrying cannot help."""
+
+
 class ModelError(CoresiftError):
     """The embedding model cannot be loaded (unknown name, missing weights, bad file)."""
 

@@ -16,7 +16,7 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict
 
-from coresift.errors import SourceError
+from coresift.errors import ConfigError, SourceError, SourceNotFoundError
 from coresift.media import MediaKind, extension_of, kind_of
 from coresift.storage import describe_error, full_url, is_access_denied, is_local_fs, open_url
 
@@ -81,6 +81,35 @@ class ObjectFilter:
         return self.relevant is None or self.relevant.admits(relative)
 
 
+@dataclass(frozen=True)
+class SourceScope:
+    """The URIs a source covers: those under its root that its filters admit.
+
+    A run marks only these gone when they are no longer listed, so one datapool can hold
+    several sources, and narrowing a filter never looks like a deletion.
+    """
+
+    root: str
+    object_filter: ObjectFilter = ObjectFilter()
+
+    def covers(self, uri: str) -> bool:
+        if uri == self.root:  # a source that is one object
+            relative = os.path.basename(uri)
+        elif uri.startswith(self.root + "/"):
+            relative = uri[len(self.root) + 1 :]
+        else:
+            return False
+        return self.object_filter.admits(relative)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A source's admitted objects, in a stable order, and the scope they were listed in."""
+
+    refs: list[ObjectRef]
+    scope: SourceScope
+
+
 def content_type_of(fs: AbstractFileSystem, path: str, info: dict[str, Any]) -> str | None:
     """The object's content type as its store keeps it.
 
@@ -103,7 +132,9 @@ def read_relevant_filenames(url: str, options: dict[str, Any] | None = None) -> 
     fs, path = open_url(url, options)
     try:
         text = fs.cat_file(path).decode("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as error:
+        raise ConfigError(f"source.relevant_filenames: cannot read {url}: {error}") from None
+    except OSError as error:  # the store may answer next time
         raise SourceError(f"cannot read relevant-filenames file {url}: {error}") from None
     return RelevantFilenames.parse(text)
 
@@ -139,7 +170,7 @@ def iter_objects(
     try:
         listing: dict[str, dict[str, Any]] = fs.find(root, detail=True)
     except FileNotFoundError:
-        raise SourceError(f"source {full_url(fs, root)} does not exist") from None
+        raise SourceNotFoundError(f"source {full_url(fs, root)} does not exist") from None
     except PermissionError as error:
         raise SourceError(
             f"access denied listing {full_url(fs, root)}: {describe_error(error)}"
@@ -165,14 +196,15 @@ def list_source(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     relevant_filenames: str | None = None,
-) -> list[ObjectRef]:
+) -> Listing:
     """List the admitted objects of a source URL (recursively, all pages), with their kinds."""
     fs, root = open_url(url, options)
     probe_source(fs, root, url)
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
     object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
     scheme = url.split("://", 1)[0] if "://" in url else None
-    return list(iter_objects(fs, root, object_filter, scheme))
+    refs = list(iter_objects(fs, root, object_filter, scheme))
+    return Listing(refs, SourceScope(full_url(fs, root.rstrip("/"), scheme), object_filter))
 
 
 def probe_source(fs: AbstractFileSystem, root: str, url: str) -> None:
@@ -197,8 +229,10 @@ def probe_source(fs: AbstractFileSystem, root: str, url: str) -> None:
     if not found:
         bucket = root.split("/", 1)[0]
         if "://" in url and not _exists_quietly(fs, bucket):
-            raise SourceError(f"source {url}: bucket or container {bucket!r} does not exist")
-        raise SourceError(f"source {url} does not exist")
+            raise SourceNotFoundError(
+                f"source {url}: bucket or container {bucket!r} does not exist"
+            )
+        raise SourceNotFoundError(f"source {url} does not exist")
 
 
 def _exists_quietly(fs: AbstractFileSystem, path: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from coresift.datapool import ObjectState
-from coresift.listing import ObjectRef
+from coresift.listing import Listing, ObjectRef
 
 
 class Plan(BaseModel):
@@ -42,12 +42,17 @@ class Plan(BaseModel):
         return [*self.new, *self.changed]
 
     @property
+    def changes_nothing(self) -> bool:
+        """Nothing to process, nothing gone, nothing to record: the run commits nothing."""
+        return not (self.to_process or self.gone or self.unsupported_new)
+
+    @property
     def bytes_new(self) -> int:
         return sum(ref.size for ref in self.to_process)
 
 
 def plan_run(
-    listing: Sequence[ObjectRef],
+    listing: Listing,
     known: Mapping[str, ObjectState],
     datapool_version: int,
     work_epoch: str,
@@ -56,13 +61,14 @@ def plan_run(
     """Split a listing against the datapool's known objects.
 
     With process_all every listed object is planned again: never-seen ones as new, the others
-    as changed (their samples are recomputed and replace the old ones).
+    as changed (their samples are recomputed and replace the old ones). Only objects in the
+    listing's scope can be gone: the datapool may hold other sources, or other filters' objects.
     """
     new: list[ObjectRef] = []
     changed: list[ObjectRef] = []
     unsupported_new: list[ObjectRef] = []
     skipped = unsupported = 0
-    for ref in listing:
+    for ref in listing.refs:
         state = known.get(ref.uri)
         if ref.kind == "unsupported":
             unsupported += 1
@@ -74,8 +80,12 @@ def plan_run(
             changed.append(ref)
         else:
             skipped += 1
-    listed = {ref.uri for ref in listing}
-    gone = sorted(uri for uri, s in known.items() if s.status != "gone" and uri not in listed)
+    listed = {ref.uri for ref in listing.refs}
+    gone = sorted(
+        uri
+        for uri, state in known.items()
+        if state.status != "gone" and uri not in listed and listing.scope.covers(uri)
+    )
     return Plan(
         datapool_version=datapool_version,
         work_epoch=work_epoch,

@@ -179,8 +179,9 @@ PARSERS: dict[str, Callable[[Message], list[ObjectCreated]]] = {
 }
 
 
-def object_created_event(source: str, created: ObjectCreated) -> Any:
-    """The Prefect event for one new object under a source (the resource names the source)."""
+def object_created_event(source: str, datapool: str, created: ObjectCreated) -> Any:
+    """The Prefect event for one new object under a source (the resource names the source;
+    the payload also names the datapool that the triggered run curates into)."""
     from prefect.events import Event
 
     key = created.url[len(source.rstrip("/")) + 1 :]
@@ -192,6 +193,7 @@ def object_created_event(source: str, created: ObjectCreated) -> Any:
         },
         payload={
             "source": source,
+            "datapool": datapool,
             "url": created.url,
             "key": key,
             "version": created.version,
@@ -200,7 +202,9 @@ def object_created_event(source: str, created: ObjectCreated) -> Any:
     )
 
 
-async def run_bridge(kind: str, queue: Queue, source: str, stop: asyncio.Event) -> BridgeStats:
+async def run_bridge(
+    kind: str, queue: Queue, source: str, datapool: str, stop: asyncio.Event
+) -> BridgeStats:
     """Forward notifications until stop is set; returns the counts."""
     from prefect.events.clients import get_events_client
 
@@ -209,7 +213,7 @@ async def run_bridge(kind: str, queue: Queue, source: str, stop: asyncio.Event) 
     async with get_events_client() as events:
         logger.info("bridge %s -> %s events for %s: running", kind, EVENT_NAME, source)
         try:
-            await _forward(parse, queue, source, events, stats, stop)
+            await _forward(parse, queue, (source, datapool), events, stats, stop)
         finally:
             await queue.close()
     logger.info("bridge stopped: %s", asdict(stats))
@@ -219,11 +223,12 @@ async def run_bridge(kind: str, queue: Queue, source: str, stop: asyncio.Event) 
 async def _forward(
     parse: Callable[[Message], list[ObjectCreated]],
     queue: Queue,
-    source: str,
+    target: tuple[str, str],
     events: Any,
     stats: BridgeStats,
     stop: asyncio.Event,
 ) -> None:
+    source, datapool = target
     while not stop.is_set():
         for message in await queue.receive():
             stats.received += 1
@@ -237,14 +242,14 @@ async def _forward(
                 await queue.ack(message)
                 continue
             for item in created:
-                await events.emit(object_created_event(source, item))
+                await events.emit(object_created_event(source, datapool, item))
                 logger.info("object created: %s", item.url)
             stats.emitted += len(created)
             stats.ignored += not created
             await queue.ack(message)
 
 
-def serve(kind: str, queue: Queue, source: str) -> BridgeStats:
+def serve(kind: str, queue: Queue, source: str, datapool: str) -> BridgeStats:
     """Run a bridge in the foreground until SIGINT or SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -253,6 +258,6 @@ def serve(kind: str, queue: Queue, source: str) -> BridgeStats:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_bridge(kind, queue, source, stop)
+        return await run_bridge(kind, queue, source, datapool, stop)
 
     return asyncio.run(main())

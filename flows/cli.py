@@ -7,6 +7,7 @@ they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,23 @@ def _quiet_prefect_defaults() -> None:
     """Offline-friendly Prefect settings unless the user chose otherwise."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _check_prefect_server() -> None:
+    """A Prefect server the user named must answer; without one, runs start a temporary one."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    if error is not None:
+        raise ConfigError(
+            f"PREFECT_API_URL: the Prefect server at {url} does not answer ({error}); start "
+            "it, or unset PREFECT_API_URL to run with a temporary server"
+        )
 
 
 def _section(values: dict[str, Any], name: str) -> dict[str, Any]:
@@ -67,22 +85,30 @@ def _run_values(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     config = build_config(_run_values(args))
     _quiet_prefect_defaults()
-    from coresift.preflight import check_run, load_custom
+    from coresift.preflight import check_locations, check_run, load_custom
     from flows.curate import curate
     from tasks.credentials import storage_options
 
+    check_locations(config, deployed=False)
+    _check_prefect_server()
+    prefect_logger = logging.getLogger("prefect")
+    level = prefect_logger.level
+    prefect_logger.setLevel(logging.WARNING)  # an error here is one line, without server news
     source_options = storage_options(config.source)
     check_run(config, source_options, storage_options(config.datapool))
     custom = config.custom_metadata
     load_custom(config, source_options, {} if custom is None else storage_options(custom))
+    prefect_logger.setLevel(level)
     summary = curate(config)
     if args.json:
         print(summary.model_dump_json())
-    else:
-        for key, value in summary.model_dump(exclude={"report"}).items():
-            print(f"{key:>22}: {value}")
-        print(f"picks: coresift export --datapool {config.datapool.url} --tag {summary.tag}")
-        print(f"report: {summary.report or 'none (the run changed nothing)'}")
+        return 0
+    from coresift.summary import describe
+
+    print("\n".join(describe(summary)))
+    if summary.committed:
+        print(f"picks: coresift export --datapool {summary.datapool} --tag {summary.tag}")
+    print(f"report: {summary.report or 'none (the run changed nothing)'}")
     return 0
 
 
@@ -146,7 +172,7 @@ def _bridge(args: argparse.Namespace) -> int:
         queue = bridge.PubSubQueue(args.queue)
     else:
         queue = bridge.StorageQueue(args.queue)
-    bridge.serve(args.cloud, queue, args.source)
+    bridge.serve(args.cloud, queue, args.source, args.datapool)
     return 0
 
 
@@ -215,6 +241,11 @@ def parser() -> argparse.ArgumentParser:
         help="SQS queue URL (s3), Pub/Sub subscription path (gcs), or Storage Queue name (azure)",
     )
     bridge.add_argument("--source", required=True, help="the source URL whose objects matter")
+    bridge.add_argument(
+        "--datapool",
+        required=True,
+        help="the datapool URL that the triggered runs curate into (absolute or a bucket URL)",
+    )
     bridge.set_defaults(handler=_bridge)
     return root
 
@@ -224,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except CoresiftError as error:
+        # One line: not even the temporary Prefect server's goodbye after it.
+        logging.getLogger("prefect").setLevel(logging.WARNING)
         print(f"coresift: error: {error}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:  # `coresift tags | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     if args.command in _SCANS_DELTA_TABLES and argv is None:
         # pyarrow's dataset scanner releases its file pieces on an Arrow worker thread after
         # to_table() has returned. For Delta tables those pieces hold delta-rs's Python

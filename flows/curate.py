@@ -8,15 +8,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from prefect import flow, unmapped
+from prefect.runtime import deployment
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from coresift.config import CurateConfig
 from coresift.datapool import Datapool, new_run_id
 from coresift.plan import shards
+from coresift.preflight import check_locations
 from coresift.summary import RunSummary
 from tasks.concurrency import datapool_slot
 from tasks.credentials import storage_options
 from tasks.curate import (
+    check_config,
     commit_run,
     list_objects,
     plan_objects,
@@ -44,8 +47,10 @@ def curate(config: CurateConfig) -> RunSummary:
     tag = config.tag or run_id
     started_at = datetime.now(UTC).isoformat()
     seconds: dict[str, float] = {}
+    check_locations(config, deployed=deployment.id is not None)
+    check_config(config)
     datapool = Datapool(config.datapool.url, storage_options(config.datapool))
-    with datapool_slot(datapool.url), datapool.lock(run_id):
+    with datapool_slot(datapool.url), datapool.lock(run_id, config.datapool.lock_wait_s):
         with _stage(seconds, "list"):
             listing = list_objects(config)
         with _stage(seconds, "plan"):
@@ -59,9 +64,20 @@ def curate(config: CurateConfig) -> RunSummary:
             )
             outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
         with _stage(seconds, "select"):
-            picks = select_samples(config, run_id, tag, model, [o for o, _ in outputs], custom)
+            picks = select_samples(
+                config, run_id, tag, model, [o for o, _ in outputs], custom, plan.gone
+            )
         summary = commit_run(
-            config, run_id, tag, plan, len(listing), outputs, picks, custom, started_at, seconds
+            config,
+            run_id,
+            tag,
+            plan,
+            len(listing.refs),
+            outputs,
+            picks,
+            custom,
+            started_at,
+            seconds,
         )
     # After the lock: the report only reads the datapool. A report that fails leaves the run
     # committed; the log says why, and `coresift report` can write it again.

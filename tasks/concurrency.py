@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
 
 def datapool_limit_name(datapool_url: str) -> str:
@@ -20,9 +21,14 @@ def datapool_limit_name(datapool_url: str) -> str:
 def datapool_slot(datapool_url: str) -> Iterator[None]:
     """Hold the datapool's single slot; later runs wait in line instead of failing.
 
-    The limit (1 slot) is created on first use. Without a Prefect server each process has its
-    own limits, and the datapool's lock file is what keeps a second writer out.
+    The limit (1 slot) is created on first use, on a Prefect server the user runs. A run
+    without one (a temporary server per run) skips the slot: the slot's lease would die with
+    that server, and its occupancy, kept in the Prefect home, would block every later run
+    after a kill. The datapool's lock file keeps a second writer out either way.
     """
+    if not PREFECT_API_URL.value():
+        yield
+        return
     name = datapool_limit_name(datapool_url)
     with get_client(sync_client=True) as client:
         try:

@@ -7,13 +7,15 @@ Parquet artifacts under the datapool's `_work/` area and in the datapool tables.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect import Task, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -23,16 +25,29 @@ from coresift.config import CurateConfig
 from coresift.custom import CustomMetadata, attach
 from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
 from coresift.embedding import load_embedder, model_identity
-from coresift.listing import ObjectRef, list_source
+from coresift.errors import ConfigError, DatapoolBusyError, ModelError, SourceNotFoundError
+from coresift.listing import Listing, ObjectRef, list_source
 from coresift.plan import Plan, plan_run
 from coresift.preflight import check_run, load_custom
 from coresift.process import process_objects, shard_key
 from coresift.selection import choose
 from coresift.selection.queries import query_embeddings
-from coresift.summary import RunSummary
+from coresift.summary import RunSummary, describe
 from tasks.credentials import storage_options
 
-IO_RETRIES: dict[str, Any] = {"retries": 3, "retry_delay_seconds": [2, 5, 15]}
+# Errors that another attempt cannot fix: the run fails at once, in the user's words.
+_PERMANENT = (ConfigError, ModelError, DatapoolBusyError, SourceNotFoundError)
+
+
+def _worth_retrying(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    return not isinstance(state.result(raise_on_failure=False), _PERMANENT)
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [2, 5, 15],
+    "retry_condition_fn": _worth_retrying,
+}
 
 
 class ShardOutput(BaseModel):
@@ -42,6 +57,7 @@ class ShardOutput(BaseModel):
     objects: int
     samples: int
     corrupt: int
+    corrupt_by_code: dict[str, int] = {}
     bytes_read: int
 
 
@@ -70,20 +86,30 @@ def _datapool(config: CurateConfig) -> Datapool:
 
 
 @task(**IO_RETRIES)
-def list_objects(config: CurateConfig) -> list[ObjectRef]:
+def check_config(config: CurateConfig) -> None:
+    """Fail before any work, and before the datapool is touched, if the run cannot succeed."""
+    check_run(
+        config,
+        storage_options(config.source),
+        storage_options(config.datapool),
+        wait_for_lock=False,
+    )
+
+
+@task(**IO_RETRIES)
+def list_objects(config: CurateConfig) -> Listing:
     """List the source's objects and their kinds (no object bodies are read)."""
     source = config.source
     options = storage_options(source)
-    check_run(config, options, storage_options(config.datapool), lock_held=True)
     listing = list_source(
         source.url, options, source.include, source.exclude, source.relevant_filenames
     )
-    get_run_logger().info("listed %d objects under %s", len(listing), source.url)
+    get_run_logger().info("listed %d objects under %s", len(listing.refs), source.url)
     return listing
 
 
 @task
-def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
+def plan_objects(config: CurateConfig, listing: Listing) -> Plan:
     """Split the listing into new, changed, skipped, gone and unsupported objects."""
     datapool = _datapool(config)
     plan = plan_run(
@@ -103,7 +129,7 @@ def plan_objects(config: CurateConfig, listing: list[ObjectRef]) -> Plan:
 
 
 @task(**IO_RETRIES)
-def read_custom(config: CurateConfig, run_id: str, listing: list[ObjectRef]) -> CustomOutput:
+def read_custom(config: CurateConfig, run_id: str, listing: Listing) -> CustomOutput:
     """Read the user's metadata file once, check it, and keep it for the run's later steps."""
     if config.custom_metadata is None:
         return CustomOutput()
@@ -111,7 +137,7 @@ def read_custom(config: CurateConfig, run_id: str, listing: list[ObjectRef]) -> 
         config, storage_options(config.source), storage_options(config.custom_metadata)
     )
     assert custom is not None
-    unmatched = custom.unmatched({ref.uri for ref in listing})
+    unmatched = custom.unmatched({ref.uri for ref in listing.refs})
     if unmatched:
         get_run_logger().warning(
             "custom metadata: %d of %d paths match no listed object, e.g. %s",
@@ -171,11 +197,13 @@ def process_shard(
     for row in result.objects.to_pylist():
         if row["reason"]:
             logger.warning("%s: %s: %s", row["status"], row["uri"], row["reason"])
+    codes = result.samples.column("corrupt_code").drop_null().to_pylist()
     return ShardOutput(
         name=name,
         objects=len(refs),
         samples=len(result.samples),
-        corrupt=len(result.samples.filter(pc.field("corrupt_reason").is_valid())),
+        corrupt=len(codes),
+        corrupt_by_code=_counts(codes),
         bytes_read=result.bytes_read,
     )
 
@@ -196,14 +224,18 @@ def select_samples(
     model_identity: str,
     shards: list[ShardOutput],
     custom_output: CustomOutput,
+    gone: list[str],
 ) -> PicksOutput:
-    """Pick this run's samples by the strategies, around the still-current earlier picks."""
+    """Pick this run's samples by the strategies, around the earlier picks of every source
+    whose objects are still there (those this run found gone are not)."""
     datapool = _datapool(config)
     custom = _custom(datapool, custom_output)
     samples = attach(_run_table(datapool, shards, "samples"), custom)
     earlier = schema.SAMPLES.empty_table()
     if not config.process_all:
-        earlier = attach(datapool.samples(sample_ids=datapool.selected_sample_ids()), custom)
+        earlier = datapool.samples(sample_ids=datapool.selected_sample_ids())
+        still_there = pc.invert(pc.is_in(earlier.column("uri"), pa.array(gone, pa.string())))
+        earlier = attach(earlier.filter(still_there), custom)
     queries = {
         index: query_embeddings(
             strategy.query,
@@ -228,7 +260,7 @@ def select_samples(
         len(picks.tags),
         len(samples),
         picks.preselected,
-        _counts(picks.filtered) or "none",
+        _counts(picks.filtered.column("reason").to_pylist()) or "none",
     )
     for note in picks.notes:
         logger.warning(note)
@@ -237,15 +269,14 @@ def select_samples(
         filtered_name=names[1],
         selected=len(picks.tags),
         preselected=picks.preselected,
-        filtered=_counts(picks.filtered),
+        filtered=_counts(picks.filtered.column("reason").to_pylist()),
         notes=picks.notes,
     )
 
 
-def _counts(filtered: pa.Table) -> dict[str, int]:
-    """Filtered samples by reason."""
-    reasons = filtered.column("reason").to_pylist()
-    return {reason: reasons.count(reason) for reason in sorted(set(reasons))}
+def _counts(reasons: list[str]) -> dict[str, int]:
+    """How often each reason occurs, by reason."""
+    return dict(sorted(Counter(reasons).items()))
 
 
 @task(**IO_RETRIES)
@@ -263,18 +294,22 @@ def commit_run(
 ) -> RunSummary:
     """Append the run to the datapool in one commit, clean up, then publish its summary.
 
-    A retry after the commit landed (say, the artifact failed) finds the run committed and
-    only finishes the cleanup and the artifact: it never reads the removed work files.
+    A run that found nothing new, changed or gone commits nothing: an idle schedule leaves
+    the datapool as it was. A retry after the commit landed (say, the artifact failed) finds
+    the run committed and only finishes the cleanup and the artifact: it never reads the
+    removed work files.
     """
     datapool = _datapool(config)
     outputs = [output for output, _ in shards]
     stored = datapool.run_summary(run_id)
+    summary = _summary(config, run_id, tag, plan, listed, shards, picks, started_at, stage_seconds)
+    summary = summary.model_copy(update={"custom_paths_unmatched": custom_output.unmatched})
     if stored is not None:
         summary = RunSummary.model_validate(stored)
         get_run_logger().info("run %s is committed already; finishing its cleanup", run_id)
+    elif plan.changes_nothing:
+        get_run_logger().info("nothing new, changed or gone: nothing to commit")
     else:
-        summary = _summary(run_id, tag, plan, listed, shards, picks, started_at, stage_seconds)
-        summary = summary.model_copy(update={"custom_paths_unmatched": custom_output.unmatched})
         objects = [
             _run_table(datapool, outputs, "objects"),
             gone_rows(plan.gone),
@@ -302,9 +337,14 @@ def commit_run(
         )
     work = [picks.name, picks.filtered_name, *([custom_output.name] if custom_output.name else [])]
     datapool.work.remove([*work, *(f"{o.name}-{part}" for o in outputs for part in _PARTS)])
+    create_markdown_artifact(
+        "\n".join(["```", *describe(summary), "```"]),
+        key="coresift-run",
+        description=f"coresift run {run_id} in words",
+    )
     create_table_artifact(
         [
-            {"key": k, "value": json.dumps(v) if isinstance(v, dict) else v}
+            {"key": k, "value": json.dumps(v) if isinstance(v, dict | list) else v}
             for k, v in summary.model_dump().items()
         ],
         key="coresift-run-summary",
@@ -314,6 +354,7 @@ def commit_run(
 
 
 def _summary(
+    config: CurateConfig,
     run_id: str,
     tag: str,
     plan: Plan,
@@ -327,6 +368,8 @@ def _summary(
     return RunSummary(
         run_id=run_id,
         tag=tag,
+        source=config.source.url,
+        datapool=_datapool(config).url,
         objects_listed=listed,
         objects_new=len(plan.new),
         objects_changed=len(plan.changed),
@@ -335,13 +378,18 @@ def _summary(
         objects_unsupported=plan.unsupported,
         samples_processed=sum(o.samples for o in outputs),
         samples_corrupt=sum(o.corrupt for o in outputs),
+        samples_corrupt_by_code=dict(
+            sorted(sum((Counter(o.corrupt_by_code) for o in outputs), Counter[str]()).items())
+        ),
         samples_filtered=picks.filtered,
         samples_selected=picks.selected,
+        samples_asked=config.selection.n_samples,
         samples_preselected=picks.preselected,
         selection_notes=picks.notes,
         bytes_read=sum(o.bytes_read for o, cached in shards if not cached),
         bytes_new=plan.bytes_new,
-        datapool_version=plan.datapool_version + 1,
+        datapool_version=plan.datapool_version + (0 if plan.changes_nothing else 1),
+        committed=not plan.changes_nothing,
         duration_s=round(
             (datetime.now(UTC) - datetime.fromisoformat(started_at)).total_seconds(), 3
         ),

@@ -14,7 +14,7 @@ import pytest
 from coresift import schema
 from coresift.datapool import LOCK_NAME, Datapool, commit_run, gone_rows
 from coresift.errors import DatapoolBusyError
-from coresift.listing import ObjectRef
+from coresift.listing import Listing, ObjectFilter, ObjectRef, SourceScope
 from coresift.plan import plan_run
 
 
@@ -74,21 +74,22 @@ def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
     a, b = _ref("a", "1", 3), _ref("b", "1", 4)
     assert _commit(pool, "r1", [a, b]) == 0
     assert {u: s.status for u, s in pool.objects().items()} == {"a": "ok", "b": "ok"}
-    plan = plan_run(
-        [_ref("a", "2", 5), _ref("c", "1", 1)],
-        pool.objects(),
-        pool.version(),
-        "epoch",
-    )
+    listing = Listing([_ref("src/a", "2", 5), _ref("src/c", "1", 1)], SourceScope("src"))
+    _commit(pool, "r2", [_ref("src/a", "1", 3), _ref("src/b", "1", 4), _ref("src/d.txt", "1", 1)])
+    plan = plan_run(listing, pool.objects(), pool.version(), "epoch")
     assert ([r.uri for r in plan.new], [r.uri for r in plan.changed], plan.gone) == (
-        ["c"],
-        ["a"],
-        ["b"],
+        ["src/c"],
+        ["src/a"],
+        ["src/b", "src/d.txt"],
+    ), "objects of another source (a, b) are never gone"
+    narrowed = Listing(listing.refs, SourceScope("src", ObjectFilter(include=("*.jpg", "a", "c"))))
+    assert plan_run(narrowed, pool.objects(), pool.version(), "epoch").gone == [], (
+        "objects a narrower filter leaves out are not gone either"
     )
-    assert _commit(pool, "r2", [], gone=("b",)) == 1
+    assert _commit(pool, "r3", [], gone=("b",)) == 2
     assert pool.objects()["b"].status == "gone"
-    assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
-    assert [t["tag"] for t in pool.tag_summary()] == ["t-r1"]
+    assert pool.samples(["uri"]).column("uri").to_pylist() == ["a", "src/a", "src/b", "src/d.txt"]
+    assert [t["tag"] for t in pool.tag_summary()] == ["t-r1", "t-r2"]
 
 
 def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None:

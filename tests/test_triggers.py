@@ -57,9 +57,10 @@ class Stack:
 
     def bridge(self, cloud: str, queue: str, source: str, env: dict[str, str]) -> Path:
         log = self.work / f"bridge-{cloud}.log"
+        command = [CORESIFT, "bridge", cloud, "--queue", queue, "--source", source]
         with log.open("w") as output:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                [CORESIFT, "bridge", cloud, "--queue", queue, "--source", source],
+                [*command, "--datapool", str(self.datapool)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -207,7 +207,7 @@ def test_dump_writes_frames_whose_pixels_match_the_decoded_frames(workdir: Path)
         if row["frame_index"] is None:
             assert written.read_bytes() == (folder / "still.jpg").read_bytes()
             continue
-        assert row["file"] == f"bikes_frame{row['frame_index']:06d}.png"
+        assert row["file"] == f"bikes.mp4/frame_{row['frame_index']:06d}.png"
         assert np.array_equal(np.asarray(Image.open(written)), decoded[row["frame_index"]])
         assert row["timestamp_s"] == pytest.approx(row["frame_index"] / 25)
 

@@ -1,17 +1,22 @@
 """The datapool's lock file: one writing run at a time, whatever orchestrates it.
 
-The lock is created atomically (O_EXCL locally, If-None-Match on object stores), names its
-holder, and is broken automatically when its holder is a dead process on this host.
+The lock is created atomically (O_EXCL locally, If-None-Match on object stores) and names its
+holder. The holder refreshes it every `HEARTBEAT_S`; a lock whose holder is a dead process on
+this host, or whose heartbeat is older than `STALE_AFTER_S` (its machine died, or lost the
+store), is broken. So a dead run never blocks the next one for more than a minute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from fsspec import AbstractFileSystem
 
@@ -19,6 +24,9 @@ from coresift.errors import DatapoolBusyError
 from coresift.storage import is_local_fs
 
 LOCK_NAME = "_coresift.lock"
+HEARTBEAT_S = 10.0
+STALE_AFTER_S = 60.0
+_POLL_S = 2.0
 
 
 class DatapoolLock:
@@ -37,28 +45,60 @@ class DatapoolLock:
         self._break_if_stale()
         return self._message() if self._fs.exists(self.path) else None
 
-    @contextmanager
-    def hold(self, run_id: str) -> Iterator[None]:
-        """Hold the lock for a run; a live holder elsewhere makes this fail clearly.
+    def wait_until_free(self, wait_s: float) -> None:
+        """Return once no live run holds the lock; wait at most wait_s for one to finish.
 
         Raises:
-            DatapoolBusyError: another live run holds the lock; the message names it.
+            DatapoolBusyError: still held after wait_s; the message names the holder.
         """
+        deadline = time.monotonic() + wait_s
+        while (busy := self.busy_message()) is not None:
+            if time.monotonic() >= deadline:
+                raise DatapoolBusyError(f"{busy} (waited {wait_s:g} s)")
+            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    @contextmanager
+    def hold(self, run_id: str, wait_s: float = 0.0) -> Iterator[None]:
+        """Hold the lock for a run, waiting up to wait_s for a live holder to finish.
+
+        Raises:
+            DatapoolBusyError: another live run still holds the lock; the message names it.
+        """
+        self._fs.makedirs(self._root, exist_ok=True)
+        deadline = time.monotonic() + wait_s
+        while not self._create_exclusive(self._holder_record(run_id)):
+            self.wait_until_free(max(0.0, deadline - time.monotonic()))
+        stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._beat, args=(run_id, stop), name="coresift-lock-heartbeat", daemon=True
+        )
+        heartbeat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            heartbeat.join()
+            if self._holder().get("run_id") == run_id:
+                self._fs.rm_file(self.path)
+
+    def _holder_record(self, run_id: str) -> bytes:
+        now = time.time()
         holder = {
             "run_id": run_id,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "since": time.time(),
+            "since": now,
+            "heartbeat": now,
         }
-        self._fs.makedirs(self._root, exist_ok=True)
-        if not self._create_exclusive(json.dumps(holder).encode()):
-            self._break_if_stale()
-            if not self._create_exclusive(json.dumps(holder).encode()):
-                raise DatapoolBusyError(self._message())
-        try:
-            yield
-        finally:
-            self._fs.rm_file(self.path)
+        return json.dumps(holder).encode()
+
+    def _beat(self, run_id: str, stop: threading.Event) -> None:
+        """Refresh the heartbeat while the run lives (never over a lock someone else took)."""
+        while not stop.wait(HEARTBEAT_S):
+            holder = self._holder()
+            if holder.get("run_id") == run_id:
+                with contextlib.suppress(OSError):  # a store hiccup: the next beat catches up
+                    self._fs.pipe_file(self.path, json.dumps({**holder, "heartbeat": time.time()}))
 
     def _create_exclusive(self, data: bytes) -> bool:
         try:
@@ -76,7 +116,7 @@ class DatapoolLock:
             raise
         return True
 
-    def _holder(self) -> dict[str, object]:
+    def _holder(self) -> dict[str, Any]:
         try:
             holder = json.loads(self._fs.cat_file(self.path))
         except (FileNotFoundError, ValueError):
@@ -84,19 +124,26 @@ class DatapoolLock:
         return holder if isinstance(holder, dict) else {}
 
     def _break_if_stale(self) -> None:
-        """Remove a lock left by a dead process on this host (a crash during commit)."""
+        """Remove a lock whose holder died: a dead process here, or a heartbeat gone quiet."""
         holder = self._holder()
         pid = holder.get("pid")
-        on_this_host = holder.get("host") == socket.gethostname()
-        if on_this_host and isinstance(pid, int) and not _pid_alive(pid):
-            self._fs.rm_file(self.path)
+        dead_here = (
+            holder.get("host") == socket.gethostname()
+            and isinstance(pid, int)
+            and not _pid_alive(pid)
+        )
+        beat = holder.get("heartbeat")
+        quiet = isinstance(beat, int | float) and time.time() - beat > STALE_AFTER_S
+        if dead_here or quiet:
+            with contextlib.suppress(FileNotFoundError):  # another waiter broke it first
+                self._fs.rm_file(self.path)
 
     def _message(self) -> str:
         holder = self._holder()
         return (
             f"datapool {self._url} is locked by run {holder.get('run_id', '?')} "
             f"(host {holder.get('host', '?')}, pid {holder.get('pid', '?')}); one run at a time "
-            f"per datapool. If no run is active, delete {self.path}."
+            f"per datapool. A holder that died is ignored after {STALE_AFTER_S:g} s."
         )
 
 

@@ -39,13 +39,17 @@ class Datapool:
         self.work = WorkArea(fs, root)
         self._lock = DatapoolLock(fs, root, self.url)
 
-    def lock(self, run_id: str) -> AbstractContextManager[None]:
+    def lock(self, run_id: str, wait_s: float = 0.0) -> AbstractContextManager[None]:
         """Hold the datapool's lock while a run writes (see `DatapoolLock.hold`)."""
-        return self._lock.hold(run_id)
+        return self._lock.hold(run_id, wait_s)
 
     def is_locked_by_other(self) -> str | None:
         """The busy message if a live run holds the datapool, else None."""
         return self._lock.busy_message()
+
+    def wait_until_unlocked(self, wait_s: float) -> None:
+        """Wait at most wait_s for a live run to release the datapool (DatapoolBusyError)."""
+        self._lock.wait_until_free(wait_s)
 
     def version(self) -> int:
         """Version of the runs table: -1 for an empty datapool, +1 per committed run."""

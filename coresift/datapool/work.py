@@ -7,6 +7,7 @@ shards with it (see `epoch`).
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pyarrow as pa
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from coresift.errors import DatapoolError
+from coresift.storage import is_local_fs
 
 
 class WorkArea:
@@ -44,11 +46,22 @@ class WorkArea:
             ) from None
 
     def remove(self, names: list[str]) -> None:
-        """Delete artifacts; those already gone are fine (a retried cleanup)."""
+        """Delete artifacts, and the local folders they leave empty; those already gone are
+        fine (a retried cleanup)."""
+        folders = set()
         for name in names:
             path = self._path(name)
             if self._fs.exists(path):
                 self._fs.rm_file(path)
+            folders.add(path.rsplit("/", 1)[0])
+        if is_local_fs(self._fs):  # object stores have no folders to leave behind
+            for folder in sorted(folders, reverse=True):
+                while folder.startswith(self.root + "/"):
+                    try:
+                        os.rmdir(folder)
+                    except OSError:  # not empty, or gone already
+                        break
+                    folder = folder.rsplit("/", 1)[0]
 
     def epoch(self) -> str:
         """A random id of the work area, made anew whenever `_work/` is deleted.
