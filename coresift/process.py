@@ -27,7 +27,7 @@ from coresift.images import WORKING_SIZE, decode_image
 from coresift.listing import ObjectRef
 from coresift.metadata import image_metrics
 from coresift.pipeline import OrderedProducer
-from coresift.storage import BlockReader, open_url
+from coresift.storage import BlockReader, open_url, retried
 from coresift.thumbnails import make_thumbnail
 from coresift.video import VideoOutcome, decode_frames
 
@@ -104,7 +104,11 @@ class _Decoder:
         done = {"uri": ref.uri, "version": ref.version, "size": ref.size, "media": ref.kind}
         fs, path = open_url(ref.uri, self.options)
         try:  # the first fetch: where a vanished or forbidden object shows itself
-            source = BlockReader(fs, path, ref.size) if ref.kind == "video" else fs.cat_file(path)
+            source = (
+                BlockReader(fs, path, ref.size)
+                if ref.kind == "video"
+                else retried(lambda: bytes(fs.cat_file(path)), f"reading {ref.uri}")
+            )
         except FileNotFoundError:
             yield ObjectDone({**done, "status": "gone"} | _object_reason(VANISHED), 0)
             return

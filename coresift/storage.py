@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import re
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -23,6 +26,8 @@ from coresift.errors import SourceError
 # buys nothing here; it is read when gcsfs is first imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 _QUERY = re.compile(r"\?[^\s'\"]*")
 
 
@@ -135,6 +140,33 @@ def _azure_delta_options(options: dict[str, Any]) -> dict[str, str]:
     return result
 
 
+# A call that fails for a reason another attempt may not have (5xx, 429, a reset, a stall, a
+# short body) is tried again after these pauses: the unit retried is one object, one block or
+# one table operation, never a shard or a whole commit.
+RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def retried(
+    call: Callable[[], T], what: str, transient: tuple[type[Exception], ...] = (Exception,)
+) -> T:
+    """Run one storage call until it succeeds or its retries run out.
+
+    Raises:
+        The last attempt's error; at once, an error that no retry can fix (missing,
+        forbidden) or one that is not among the transient kinds.
+    """
+    for pause in RETRY_PAUSES_S:
+        try:
+            return call()
+        except _PERMANENT:
+            raise
+        except transient as error:
+            logger.warning("retrying %s in %g s: %s", what, pause, describe_error(error))
+            time.sleep(pause)
+    return call()
+
+
 # Videos are read in blocks of this size through an LRU of STREAM_BLOCKS blocks: a container
 # that seeks (an MP4 index at the end) does not fetch the same bytes twice.
 STREAM_BLOCK_SIZE = 4 * 1024 * 1024
@@ -144,14 +176,16 @@ STREAM_BLOCKS = 16
 class BlockReader(io.RawIOBase):
     """A seekable, read-only file over any store that fetches each block at most once.
 
-    `fetched` counts the bytes actually requested from the store, which is what a run's
-    bytes_read reports. The first block is fetched on opening, so a missing object fails here.
+    `fetched` counts the bytes actually received from the store, which is what a run's
+    bytes_read reports. Each block is retried on its own (`retried`). The first
+    block is fetched on opening, so a missing object fails here.
     """
 
     def __init__(self, fs: AbstractFileSystem, path: str, size: int):
         super().__init__()
         self._size = size
         self._position = 0
+        self._path = path
         self._fetch_range = functools.partial(fs.cat_file, path)
         self.fetched = 0
         self._cache = BlockCache(STREAM_BLOCK_SIZE, self._fetch, size, maxblocks=STREAM_BLOCKS)
@@ -159,7 +193,10 @@ class BlockReader(io.RawIOBase):
             self._cache._fetch(0, min(size, STREAM_BLOCK_SIZE))
 
     def _fetch(self, start: int, end: int) -> bytes:
-        data = bytes(self._fetch_range(start=start, end=end))
+        data = retried(
+            lambda: bytes(self._fetch_range(start=start, end=end)),
+            f"reading bytes {start}-{end} of {self._path}",
+        )
         self.fetched += len(data)
         return data
 

@@ -108,7 +108,7 @@ def list_objects(config: CurateConfig) -> Listing:
     return listing
 
 
-@task
+@task(**IO_RETRIES)
 def plan_objects(config: CurateConfig, listing: Listing) -> Plan:
     """Split the listing into new, changed, skipped, gone and unsupported objects."""
     datapool = _datapool(config)
@@ -216,7 +216,7 @@ def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.T
     return pa.concat_tables(tables) if tables else _PARTS[part].empty_table()
 
 
-@task
+@task(**IO_RETRIES)
 def select_samples(
     config: CurateConfig,
     run_id: str,

@@ -15,6 +15,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from coresift import schema
 from coresift.errors import DatapoolError
+from coresift.storage import retried
 
 SCHEMAS = {
     "objects": schema.OBJECTS,
@@ -44,7 +45,11 @@ class DeltaTables:
     def open(self, name: str) -> DeltaTable | None:
         """The table, or None while no run has written it."""
         try:
-            return DeltaTable(self.uri(name), storage_options=self._options)
+            return retried(
+                lambda: DeltaTable(self.uri(name), storage_options=self._options),
+                f"opening {self.uri(name)}",
+                (OSError,),
+            )
         except TableNotFoundError:
             return None
         except OSError as error:
@@ -69,8 +74,12 @@ class DeltaTables:
         present = {field.name for field in table.schema().fields}
         names = SCHEMAS[name].names
         wanted = columns or (names if "run_id" in names else [*names, "run_id"])
-        rows = table.to_pyarrow_dataset().to_table(
-            columns=[c for c in wanted if c in present], filter=where
+        rows = retried(
+            lambda: table.to_pyarrow_dataset().to_table(
+                columns=[c for c in wanted if c in present], filter=where
+            ),
+            f"reading {self.uri(name)}",
+            (OSError,),
         )
         for column in wanted:
             if column not in present:
@@ -84,7 +93,15 @@ class DeltaTables:
         return table is not None and table.transaction_version(run_transaction(run_id)) is not None
 
     def append(self, name: str, rows: pa.Table, run_id: str) -> None:
-        """Append a run's rows to a table, once: a repeated call for the same run does nothing."""
+        """Append a run's rows to a table, once: a repeated call for the same run does nothing,
+        so a failed attempt is simply made again."""
+        retried(
+            lambda: self._append_once(name, rows, run_id),
+            f"appending to {self.uri(name)}",
+            (OSError,),
+        )
+
+    def _append_once(self, name: str, rows: pa.Table, run_id: str) -> None:
         if self.has_run(name, run_id):
             return
         write_deltalake(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from coresift.errors import DatapoolError
-from coresift.storage import is_local_fs
+from coresift.storage import is_local_fs, retried
 
 
 class WorkArea:
@@ -31,14 +31,16 @@ class WorkArea:
     def write(self, name: str, table: pa.Table) -> None:
         path = self._path(name)
         self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with self._fs.open(path, "wb") as handle:
-            pq.write_table(table, handle)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        data = buffer.getvalue().to_pybytes()
+        retried(lambda: self._fs.pipe_file(path, data), f"writing {path}")
 
     def read(self, name: str) -> pa.Table:
         path = self._path(name)
         try:
-            with self._fs.open(path, "rb") as handle:
-                return pq.read_table(handle)
+            data = retried(lambda: bytes(self._fs.cat_file(path)), f"reading {path}")
+            return pq.read_table(pa.BufferReader(data))
         except FileNotFoundError:
             raise DatapoolError(
                 f"processing artifact {path} is missing: delete the whole {self.root} "
