@@ -310,6 +310,7 @@ def commit_run(
     elif plan.changes_nothing:
         get_run_logger().info("nothing new, changed or gone: nothing to commit")
     else:
+        get_run_logger().info("committing run %s to %s", run_id, datapool.url)
         objects = [
             _run_table(datapool, outputs, "objects"),
             gone_rows(plan.gone),

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +17,7 @@ from coresift.datapool import LOCK_NAME, Datapool, commit_run, gone_rows
 from coresift.errors import DatapoolBusyError
 from coresift.listing import Listing, ObjectFilter, ObjectRef, SourceScope
 from coresift.plan import plan_run
+from coresift.testing.servers import wait_until
 
 
 def _ref(uri: str, version: str, size: int) -> ObjectRef:
@@ -103,6 +105,7 @@ def test_rows_of_a_run_that_never_committed_are_invisible(workdir: Path) -> None
     assert set(pool.objects()) == {"a"}
     assert pool.samples(["uri"]).column("uri").to_pylist() == ["a"]
     assert pool.version() == 0
+    assert len(pool.samples(sample_ids=set())) == 0, "no earlier picks, a samples table"
 
 
 def test_a_retried_commit_writes_each_row_once(workdir: Path) -> None:
@@ -174,6 +177,34 @@ def test_a_lock_left_by_a_dead_process_is_broken(workdir: Path) -> None:
     assert pool.is_locked_by_other() is None
     with pool.lock("new"):
         pass
+
+
+def test_a_lock_whose_heartbeat_went_quiet_is_broken_and_a_beating_one_is_waited_for(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coresift.datapool import lock as lock_module
+
+    pool = Datapool(str(workdir / "pool"))
+    (workdir / "pool").mkdir()
+    path = workdir / "pool" / LOCK_NAME
+    elsewhere = {"run_id": "elsewhere", "host": "another-machine", "pid": 1}
+    quiet = time.time() - lock_module.STALE_AFTER_S - 1
+    path.write_text(json.dumps({**elsewhere, "heartbeat": quiet}))
+    assert pool.is_locked_by_other() is None, "its machine died: the lock is broken"
+    path.write_text(json.dumps({**elsewhere, "heartbeat": time.time()}))
+    with (
+        pytest.raises(DatapoolBusyError, match=r"locked by run elsewhere .*\(waited 0 s\)"),
+        pool.lock("mine", wait_s=0),
+    ):
+        pass
+    assert json.loads(path.read_text())["run_id"] == "elsewhere"
+
+    path.unlink()
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.01)
+    with pool.lock("mine"):
+        first = json.loads(path.read_text())["heartbeat"]
+        wait_until(lambda: json.loads(path.read_text())["heartbeat"] > first, "a heartbeat")
+    assert not path.exists()
 
 
 def test_datapool_on_s3(s3_bucket: str) -> None:

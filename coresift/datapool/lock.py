@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -23,6 +24,7 @@ from fsspec import AbstractFileSystem
 from coresift.errors import DatapoolBusyError
 from coresift.storage import is_local_fs
 
+logger = logging.getLogger(__name__)
 LOCK_NAME = "_coresift.lock"
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -52,9 +54,13 @@ class DatapoolLock:
             DatapoolBusyError: still held after wait_s; the message names the holder.
         """
         deadline = time.monotonic() + wait_s
+        announced = False
         while (busy := self.busy_message()) is not None:
             if time.monotonic() >= deadline:
                 raise DatapoolBusyError(f"{busy} (waited {wait_s:g} s)")
+            if not announced:
+                logger.warning("%s Waiting up to %g s for it to finish.", busy, wait_s)
+                announced = True
             time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
     @contextmanager
@@ -67,6 +73,8 @@ class DatapoolLock:
         self._fs.makedirs(self._root, exist_ok=True)
         deadline = time.monotonic() + wait_s
         while not self._create_exclusive(self._holder_record(run_id)):
+            if self._holder().get("run_id") == run_id:
+                break  # an earlier attempt of ours landed, and only its answer was lost
             self.wait_until_free(max(0.0, deadline - time.monotonic()))
         stop = threading.Event()
         heartbeat = threading.Thread(
@@ -98,7 +106,17 @@ class DatapoolLock:
             holder = self._holder()
             if holder.get("run_id") == run_id:
                 with contextlib.suppress(OSError):  # a store hiccup: the next beat catches up
-                    self._fs.pipe_file(self.path, json.dumps({**holder, "heartbeat": time.time()}))
+                    self._replace(json.dumps({**holder, "heartbeat": time.time()}).encode())
+
+    def _replace(self, data: bytes) -> None:
+        """Overwrite the lock so that readers see the old or the new record, never a part."""
+        if not is_local_fs(self._fs):
+            self._fs.pipe_file(self.path, data)  # an object store's put is atomic
+            return
+        partial = f"{self.path}.{os.getpid()}.partial"
+        with open(partial, "wb") as handle:
+            handle.write(data)
+        os.replace(partial, self.path)
 
     def _create_exclusive(self, data: bytes) -> bool:
         try:

@@ -97,7 +97,11 @@ class Datapool:
         """
         current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
         names = columns or schema.SAMPLES.names
-        where = None if sample_ids is None else pc.field("sample_id").isin(sorted(sample_ids))
+        where = (
+            None
+            if sample_ids is None
+            else pc.field("sample_id").isin(pa.array(sorted(sample_ids), pa.string()))
+        )
         table = self.tables.read("samples", sorted({*names, "uri", "run_id", "sample_id"}), where)
         if table is None or not current:
             return schema.SAMPLES.empty_table().select(names)
@@ -121,7 +125,7 @@ class Datapool:
 
     def thumbnails(self, sample_ids: set[str]) -> dict[str, bytes]:
         """The thumbnails of some samples (filtered inside the scan); absent ones are left out."""
-        where = pc.field("sample_id").isin(sorted(sample_ids))
+        where = pc.field("sample_id").isin(pa.array(sorted(sample_ids), pa.string()))
         table = self.tables.read("thumbnails", ["sample_id", "thumbnail", "run_id"], where)
         if table is None or not sample_ids:
             return {}

@@ -84,7 +84,12 @@ def query_embeddings(
         wanted = set(datapool.tag_samples(query).column("sample_id").to_pylist())
         found = datapool.samples(columns, sample_ids=wanted)
         found = pa.concat_tables(
-            [found, run_samples.select(columns).filter(pc.field("sample_id").isin(sorted(wanted)))]
+            [
+                found,
+                run_samples.select(columns).filter(
+                    pc.field("sample_id").isin(pa.array(sorted(wanted), pa.string()))
+                ),
+            ]
         )
     else:
         examples = read_query_file(query, source_url, options)
