@@ -254,13 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()
     except CoresiftError as error:
         # One line: not even the temporary Prefect server's goodbye after it.
         logging.getLogger("prefect").setLevel(logging.WARNING)
         print(f"coresift: error: {error}", file=sys.stderr)
         code = 2
     except BrokenPipeError:  # `coresift tags | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
         code = 0
     if args.command in _SCANS_DELTA_TABLES and argv is None:
         # pyarrow's dataset scanner releases its file pieces on an Arrow worker thread after

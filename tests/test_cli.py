@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from coresift.datapool import Datapool
+from coresift.datapool import LOCK_NAME, Datapool
 from coresift.testing.media import write_images
-from coresift.testing.servers import BIN, wait_until
+from coresift.testing.servers import BIN, free_port, wait_until
 from tests.helpers import last_json, run
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -35,6 +38,11 @@ SUMMARY_KEYS = {
     "bytes_read",
     "bytes_new",
     "datapool_version",
+    "committed",
+    "source",
+    "datapool",
+    "samples_corrupt_by_code",
+    "samples_asked",
     "report",
     "duration_s",
     "stage_seconds",
@@ -95,6 +103,164 @@ def test_user_errors_name_the_problem_without_a_traceback(
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [f"coresift: error: {message}"], result.stderr
+
+
+def test_bad_input_is_one_line_and_exit_2(workdir: Path) -> None:
+    write_images(workdir / "images", 0, 2)
+    images = str(workdir / "images")
+    (workdir / "broken.yaml").write_text("source:\n  url: [unclosed\n")
+    _one_line_error(
+        run("coresift", "run", "--config", str(workdir / "broken.yaml"), check=False),
+        f"config file {workdir / 'broken.yaml'} is not valid YAML at line 3, column 1: "
+        "expected ',' or ']', but got '<stream end>'",
+    )
+    (workdir / "a-file").write_text("not a folder")
+    _one_line_error(
+        run(
+            "coresift",
+            "run",
+            "--source",
+            images,
+            "--datapool",
+            str(workdir / "a-file"),
+            "--n-samples",
+            "1",
+            check=False,
+        ),
+        f"datapool.url: {workdir / 'a-file'} is a file; a datapool is a folder or a prefix",
+    )
+    fresh = workdir / "fresh-pool"
+    for name, section, message in (
+        (
+            "relevant.yaml",
+            f"source: {{url: {images}, relevant_filenames: {workdir / 'none.txt'}}}",
+            f"source.relevant_filenames: cannot read {workdir / 'none.txt'}: [Errno 2] No such "
+            f"file or directory: '{workdir / 'none.txt'}'",
+        ),
+        (
+            "block.yaml",
+            f"source: {{url: {images}, block: no-such-block}}",
+            "block: no Secret block named 'no-such-block'",
+        ),
+    ):
+        (workdir / name).write_text(f"{section}\nselection: {{n_samples: 1}}\n")
+        result = run(
+            "coresift",
+            "run",
+            "--config",
+            str(workdir / name),
+            "--datapool",
+            str(fresh),
+            check=False,
+        )
+        _one_line_error(result, message)
+        assert not fresh.exists(), "the datapool was not touched"
+    down = f"http://127.0.0.1:{free_port()}/api"
+    _one_line_error(
+        run(
+            "coresift",
+            "run",
+            "--source",
+            images,
+            "--n-samples",
+            "1",
+            check=False,
+            cwd=workdir,
+            env={"PREFECT_API_URL": down},
+        ),
+        f"PREFECT_API_URL: the Prefect server at {down} does not answer ([Errno 111] "
+        "Connection refused); start it, or unset PREFECT_API_URL to run with a temporary server",
+    )
+
+
+def test_a_busy_datapool_is_waited_for_then_named_in_one_line(workdir: Path) -> None:
+    write_images(workdir / "images", 0, 2)
+    pool = workdir / "pool"
+    pool.mkdir()
+    holder = {"run_id": "theirs", "host": socket.gethostname(), "pid": os.getpid()}
+    (pool / LOCK_NAME).write_text(json.dumps({**holder, "heartbeat": time.time()}))
+    (workdir / "run.yaml").write_text(f"datapool: {{url: {pool}, lock_wait_s: 1}}\n")
+    result = run(
+        "coresift",
+        "run",
+        "--config",
+        str(workdir / "run.yaml"),
+        "--source",
+        str(workdir / "images"),
+        "--n-samples",
+        "1",
+        check=False,
+    )
+    assert result.returncode == 2
+    *waiting, error = result.stderr.strip().splitlines()
+    assert error == (
+        f"coresift: error: datapool {pool} is locked by run theirs (host {holder['host']}, "
+        f"pid {os.getpid()}); one run at a time per datapool. A holder that died is ignored "
+        "after 60 s. (waited 1 s)"
+    )
+    assert len(waiting) <= 1 and "Waiting up to 1 s" in "".join(waiting)
+
+
+def test_a_closed_pipe_ends_the_listing_quietly(workdir: Path) -> None:
+    write_images(workdir / "images", 0, 3)
+    for tag in ("a", "b"):
+        run(
+            "coresift",
+            "run",
+            "--source",
+            str(workdir / "images"),
+            "--n-samples",
+            "1",
+            "--tag",
+            tag,
+            "--process-all",
+            cwd=workdir,
+        )
+    piped = subprocess.run(
+        f"{BIN / 'coresift'} tags | head -c 0; echo ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        check=True,
+    )
+    assert (piped.stdout, piped.stderr) == ("0\n", "")
+
+
+def test_the_summary_speaks_the_users_language(workdir: Path) -> None:
+    write_images(workdir / "images", 0, 6)
+    (workdir / "images" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    shown = run(
+        "coresift",
+        "run",
+        "--source",
+        str(workdir / "images"),
+        "--n-samples",
+        "10",
+        "--tag",
+        "t",
+        cwd=workdir,
+    ).stdout
+    pool = (workdir / "datapool").resolve()
+    assert f"  source:   {workdir / 'images'}\n" in shown
+    assert f"  datapool: {pool}, now at version 0\n" in shown
+    assert "  objects:  7 listed: 7 new, 0 changed, 0 unchanged, 0 gone\n" in shown
+    assert "  samples:  7 processed, 1 corrupt (1 decode_failed)\n" in shown
+    assert "  picked:   6 of 10 asked; not candidates: 1 corrupt\n" in shown
+    assert "  note:     asked for 10, picked 6: " in shown
+    assert " KB for " in shown
+    assert shown.endswith(f"report: {pool}/reports/{shown.split()[1]}.html\n")
+    again = run(
+        "coresift", "run", "--source", str(workdir / "images"), "--n-samples", "10", cwd=workdir
+    ).stdout
+    assert f"  datapool: {pool}, unchanged at version 0: nothing to commit\n" in again
+    assert "picks:" not in again and again.endswith("report: none (the run changed nothing)\n")
 
 
 def test_config_file_fields_are_validated_by_name(workdir: Path) -> None:

@@ -277,3 +277,24 @@ def test_two_sources_share_a_datapool_without_marking_each_other_gone(workdir: P
     assert [uri for uri, state in objects.items() if state.status == "gone"] == [picked_a1[0]]
     tags = Datapool(pool).tags().column("sample_id").to_pylist()
     assert len(tags) == len(set(tags)) == 12, "no picture picked twice"
+
+
+def test_the_readmes_query_recipe_reads_the_current_state(workdir: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    recipe = readme.split("To query the datapool yourself", 1)[1]
+    code = recipe.split("```python\n", 1)[1].split("```", 1)[0]
+    folder = workdir / "images"
+    write_images(folder, 0, 8)
+    pool = workdir / "datapool"
+    curate_once(str(folder), str(pool), n_samples=3, tag="first")
+    next(iter(sorted(folder.iterdir()))).unlink()
+    write_images(folder, 8, 2, prefix="new")
+    curate_once(str(folder), str(pool), n_samples=2, tag="second")
+    namespace: dict[str, Any] = {}
+    exec(code.replace('pool = "datapool"', f"pool = {str(pool)!r}"), namespace)
+    expected = Datapool(str(pool)).samples(["sample_id"]).column("sample_id").to_pylist()
+    assert sorted(namespace["samples"].column("sample_id").to_pylist()) == expected
+    assert len(expected) == 9
+    tagged = Datapool(str(pool)).tags().column("sample_id").to_pylist()
+    picks = namespace["picks"].column("sample_id").to_pylist()
+    assert sorted(picks) == sorted(s for s in tagged if s in expected)

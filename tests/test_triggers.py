@@ -361,3 +361,69 @@ def test_watch_starts_curate_only_when_something_is_new(stack: Stack) -> None:
     _wait_for_objects(pool, "s3://watched/", 1)
     assert watch(config) is None
     assert watch(config) is None  # two polls of an unchanged bucket start nothing
+
+
+def _finished_run(source: str) -> tuple[Any, list[Any]]:
+    """The one curate run whose config names this source, and its task runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["curate"])))
+        (found,) = [r for r in runs if _config(r).get("source", {}).get("url") == source]
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[found.id]))
+        )
+        return found, tasks
+
+
+def test_deploying_without_the_environment_works_and_runs_say_what_is_missing(
+    stack: Stack,
+) -> None:
+    """Last in this module: it replaces the deployments' default parameters."""
+    deployed = _prefect(
+        "--no-prompt", "deploy", "--all", env={"CORESIFT_PROJECT_DIR": str(servers.ROOT)}
+    )
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    sources = []
+    for name in ("no-datapool", "relative-datapool"):
+        (stack.work / name).mkdir()
+        (stack.work / name / "a.jpg").write_bytes(jpeg_bytes(distinct_image(500)))
+        sources.append(str(stack.work / name))
+    missing = str(stack.work / "no-such-source")
+    cases: list[tuple[dict[str, Any], str]] = [
+        (
+            {"source": {"url": sources[0]}, "selection": {"n_samples": 1}},
+            "ConfigError: datapool.url: a deployment run needs the datapool's URL in its "
+            "parameters; the default ./datapool would land in the worker's working directory",
+        ),
+        (
+            config_values(sources[1], "relative-pool", n_samples=1),
+            "ConfigError: datapool.url: 'relative-pool' is relative",
+        ),
+        (
+            config_values(missing, str(stack.work / "pool-x"), n_samples=1),
+            f"SourceNotFoundError: source {missing} does not exist",
+        ),
+    ]
+    for config, message in cases:
+        started = _prefect(
+            "deployment",
+            "run",
+            "curate/curate-manual",
+            "--param",
+            f"config={json.dumps(config)}",
+            "--watch",
+        )
+        assert started.returncode != 0
+        run, task_runs = _finished_run(config["source"]["url"])
+        assert run.state.is_failed() and message in run.state.message, run.state.message
+        assert all(t.run_count <= 1 for t in task_runs), "a failure no retry can fix is retried"
+    assert not (servers.ROOT / "datapool").exists()
+    assert not (servers.ROOT / "relative-pool").exists()
+    assert not (stack.work / "pool-x").exists()
