@@ -95,12 +95,14 @@ def describe(summary: RunSummary) -> list[str]:
 
 def human_bytes(count: int) -> str:
     """1536 -> '1.5 KB' (powers of 1000, as storage consoles show them)."""
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    if count < 1000:
+        return f"{count} bytes"
+    value = count / 1000
+    for unit in ("KB", "MB", "GB"):
+        if value < 1000:
+            return f"{value:.1f} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f} TB"
 
 
 def _by_reason(counts: dict[str, int]) -> str:

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from coresift.report.analysis import coverage, nearest_unpicked, project
 from coresift.report.facts import METRICS, Facts
+from coresift.summary import human_bytes
 from coresift.thumbnails import data_uri
 
 PICK_THUMBS = 600
@@ -156,7 +157,8 @@ def _run_section(facts: Facts) -> str:
         f"The run <code>{_esc(summary.get('run_id'))}</code> listed {n('objects_listed')} "
         f"objects: {n('objects_new')} new, {n('objects_changed')} changed, "
         f"{n('objects_skipped')} unchanged, {n('objects_gone')} gone and "
-        f"{n('objects_unsupported')} neither image nor video. It read {_bytes(n('bytes_read'))} "
+        f"{n('objects_unsupported')} neither image nor video. "
+        f"It read {human_bytes(n('bytes_read'))} "
         f"and processed {n('samples_processed')} samples, {n('samples_corrupt')} of them "
         f"corrupt. It picked <b>{n('samples_selected')}</b> into tag "
         f"<code>{_esc(summary.get('tag'))}</code>, around {n('samples_preselected')} earlier "
@@ -179,15 +181,6 @@ def _counts(counts: dict[str, int] | Counter[str]) -> str:
     if not counts:
         return "none"
     return ", ".join(f"{_esc(k)}: {v}" for k, v in sorted(counts.items()))
-
-
-def _bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} bytes"
 
 
 def _map_section(
