@@ -5,6 +5,7 @@ uninterrupted run leaves."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from coresift.datapool import Datapool
+from coresift.datapool import LOCK_NAME, Datapool
 from coresift.testing.media import write_images
 from coresift.testing.servers import BIN, wait_until
 
@@ -130,3 +131,50 @@ def test_a_run_killed_with_its_process_group_never_blocks_the_next(
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "Waiting up to" not in rerun.stdout + rerun.stderr, "the dead run's lock was waited on"
     assert _state(pool) == reference
+
+
+def test_two_runs_at_once_with_their_own_servers_wait_or_name_the_holder(
+    photos: tuple[Path, Path, dict[str, Any]], workdir: Path
+) -> None:
+    """Two people, two laptops, one datapool: each run has its own temporary Prefect server."""
+    _, config, _ = photos
+    source, pool = workdir / "many", workdir / "pool"
+    write_images(source, 0, 600)  # enough work that the first run outlasts the others' start
+    log = (workdir / "first.log").open("w")
+    first = subprocess.Popen(
+        _command(source, pool, config),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_environment(workdir / "home-1"),
+    )
+    lock = pool / LOCK_NAME
+    wait_until(lock.exists, "the first run's lock", timeout=300, interval=0.05)
+    holder = json.loads(lock.read_text())["run_id"]
+    impatient = workdir / "impatient.yaml"
+    impatient.write_text(config.read_text() + "datapool:\n  lock_wait_s: 0.5\n")
+    second = subprocess.run(
+        [*_command(source, pool, impatient)[:-2], "--tag", "second"],
+        capture_output=True,
+        text=True,
+        env=_environment(workdir / "home-2"),
+        timeout=600,
+    )
+    assert second.returncode == 2, (workdir / "first.log").read_text()[-3000:]
+    assert (
+        second.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"coresift: error: datapool {pool} is locked by run {holder} ")
+    )
+    patient = subprocess.run(
+        [*_command(source, pool, config)[:-2], "--tag", "third", "--json"],
+        capture_output=True,
+        text=True,
+        env=_environment(workdir / "home-3"),
+        timeout=600,
+    )
+    assert first.wait(timeout=600) == 0
+    assert patient.returncode == 0, patient.stderr[-3000:]
+    assert "Waiting up to 300 s" in patient.stderr
+    summary = json.loads(patient.stdout.strip().splitlines()[-1])
+    assert (summary["objects_skipped"], summary["committed"]) == (600, False), "it ran after"
+    assert [t["tag"] for t in Datapool(str(pool)).tag_summary()] == ["t"]
