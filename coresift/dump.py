@@ -97,13 +97,13 @@ class _Writer:
         """Write data at relative (or a free variant of it); returns the name it got."""
         stem, ext = posixpath.splitext(relative)
         name, n = relative, 1
-        while name in self.taken or not self._free_or_equal(name, data):
+        while name in self.taken or (there := self._existing(name, data)) == "different":
             n += 1
             name = f"{stem}~{n}{ext}"
         self.taken.add(name)
         target = f"{self.root}/{name}"
         assert posixpath.normpath(target).startswith(self.root + "/"), target
-        if self.fs.exists(target):
+        if there == "equal":
             return name  # the same bytes are there already
         self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
         if is_local_fs(self.fs):
@@ -114,11 +114,14 @@ class _Writer:
             self.fs.pipe_file(target, data)
         return name
 
-    def _free_or_equal(self, name: str, data: bytes) -> bool:
-        target = f"{self.root}/{name}"
-        if not self.fs.exists(target):
-            return True
-        return bool(self.fs.size(target) == len(data) and self.fs.cat_file(target) == data)
+    def _existing(self, name: str, data: bytes) -> Literal["absent", "equal", "different"]:
+        """What is at name already, compared with data (read only when the sizes agree)."""
+        try:
+            size = self.fs.size(f"{self.root}/{name}")
+        except FileNotFoundError:
+            return "absent"
+        same = size == len(data) and self.fs.cat_file(f"{self.root}/{name}") == data
+        return "equal" if same else "different"
 
 
 def _save(image: Image.Image, image_format: ImageFormat) -> bytes:

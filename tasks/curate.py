@@ -56,9 +56,12 @@ class ShardOutput(BaseModel):
     name: str
     objects: int
     samples: int
-    corrupt: int
     corrupt_by_code: dict[str, int] = {}
     bytes_read: int
+
+    @property
+    def corrupt(self) -> int:
+        return sum(self.corrupt_by_code.values())
 
 
 class PicksOutput(BaseModel):
@@ -202,7 +205,6 @@ def process_shard(
         name=name,
         objects=len(refs),
         samples=len(result.samples),
-        corrupt=len(codes),
         corrupt_by_code=_counts(codes),
         bytes_read=result.bytes_read,
     )
@@ -254,13 +256,14 @@ def select_samples(
     names = f"runs/{run_id}/picks", f"runs/{run_id}/filtered"
     datapool.work.write(names[0], picks.tags)
     datapool.work.write(names[1], picks.filtered)
+    filtered = _counts(picks.filtered.column("reason").to_pylist())
     logger = get_run_logger()
     logger.info(
         "selected %d of %d new samples around %d earlier picks; not candidates: %s",
         len(picks.tags),
         len(samples),
         picks.preselected,
-        _counts(picks.filtered.column("reason").to_pylist()) or "none",
+        filtered or "none",
     )
     for note in picks.notes:
         logger.warning(note)
@@ -269,7 +272,7 @@ def select_samples(
         filtered_name=names[1],
         selected=len(picks.tags),
         preselected=picks.preselected,
-        filtered=_counts(picks.filtered.column("reason").to_pylist()),
+        filtered=filtered,
         notes=picks.notes,
     )
 
@@ -302,40 +305,27 @@ def commit_run(
     datapool = _datapool(config)
     outputs = [output for output, _ in shards]
     stored = datapool.run_summary(run_id)
-    summary = _summary(config, run_id, tag, plan, listed, shards, picks, started_at, stage_seconds)
-    summary = summary.model_copy(update={"custom_paths_unmatched": custom_output.unmatched})
     if stored is not None:
         summary = RunSummary.model_validate(stored)
         get_run_logger().info("run %s is committed already; finishing its cleanup", run_id)
-    elif plan.changes_nothing:
-        get_run_logger().info("nothing new, changed or gone: nothing to commit")
     else:
-        get_run_logger().info("committing run %s to %s", run_id, datapool.url)
-        objects = [
-            _run_table(datapool, outputs, "objects"),
-            gone_rows(plan.gone),
-            unsupported_rows(plan.unsupported_new),
-        ]
-        rows = {
-            "samples": attach(
-                _run_table(datapool, outputs, "samples"), _custom(datapool, custom_output)
-            ),
-            "objects": pa.concat_tables(objects),
-            "tags": datapool.work.read(picks.name),
-            "filtered": datapool.work.read(picks.filtered_name),
-            "thumbnails": _run_table(datapool, outputs, "thumbnails"),
-        }
-        commit.commit_run(
-            datapool.tables,
-            run_id=run_id,
-            expected_version=plan.datapool_version,
-            rows=rows,
-            run_row={
-                "tag": tag,
-                "started_at": started_at,
-                "summary_json": summary.model_dump_json(),
-            },
-        )
+        summary = _summary(
+            config,
+            datapool.url,
+            run_id,
+            tag,
+            plan,
+            listed,
+            shards,
+            picks,
+            started_at,
+            stage_seconds,
+        ).model_copy(update={"custom_paths_unmatched": custom_output.unmatched})
+        if plan.changes_nothing:
+            get_run_logger().info("nothing new, changed or gone: nothing to commit")
+        else:
+            get_run_logger().info("committing run %s to %s", run_id, datapool.url)
+            _commit(datapool, plan, outputs, picks, custom_output, summary, started_at)
     work = [picks.name, picks.filtered_name, *([custom_output.name] if custom_output.name else [])]
     datapool.work.remove([*work, *(f"{o.name}-{part}" for o in outputs for part in _PARTS)])
     create_markdown_artifact(
@@ -354,8 +344,46 @@ def commit_run(
     return summary
 
 
+def _commit(
+    datapool: Datapool,
+    plan: Plan,
+    outputs: list[ShardOutput],
+    picks: PicksOutput,
+    custom_output: CustomOutput,
+    summary: RunSummary,
+    started_at: str,
+) -> None:
+    """Append the run's rows from its work artifacts to the datapool tables, runs row last."""
+    objects = [
+        _run_table(datapool, outputs, "objects"),
+        gone_rows(plan.gone),
+        unsupported_rows(plan.unsupported_new),
+    ]
+    rows = {
+        "samples": attach(
+            _run_table(datapool, outputs, "samples"), _custom(datapool, custom_output)
+        ),
+        "objects": pa.concat_tables(objects),
+        "tags": datapool.work.read(picks.name),
+        "filtered": datapool.work.read(picks.filtered_name),
+        "thumbnails": _run_table(datapool, outputs, "thumbnails"),
+    }
+    commit.commit_run(
+        datapool.tables,
+        run_id=summary.run_id,
+        expected_version=plan.datapool_version,
+        rows=rows,
+        run_row={
+            "tag": summary.tag,
+            "started_at": started_at,
+            "summary_json": summary.model_dump_json(),
+        },
+    )
+
+
 def _summary(
     config: CurateConfig,
+    datapool_url: str,
     run_id: str,
     tag: str,
     plan: Plan,
@@ -370,7 +398,7 @@ def _summary(
         run_id=run_id,
         tag=tag,
         source=config.source.url,
-        datapool=_datapool(config).url,
+        datapool=datapool_url,
         objects_listed=listed,
         objects_new=len(plan.new),
         objects_changed=len(plan.changed),

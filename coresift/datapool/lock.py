@@ -42,10 +42,14 @@ class DatapoolLock:
 
     def busy_message(self) -> str | None:
         """The busy message if a live run holds the lock, else None (a cheap pre-flight check)."""
-        if not self._fs.exists(self.path):
+        holder = self._holder()
+        if holder is None:
             return None
-        self._break_if_stale()
-        return self._message() if self._fs.exists(self.path) else None
+        if _is_stale(holder):
+            with contextlib.suppress(FileNotFoundError):  # another waiter broke it first
+                self._fs.rm_file(self.path)
+            return None
+        return self._message(holder)
 
     def wait_until_free(self, wait_s: float) -> None:
         """Return once no live run holds the lock; wait at most wait_s for one to finish.
@@ -73,7 +77,7 @@ class DatapoolLock:
         self._fs.makedirs(self._root, exist_ok=True)
         deadline = time.monotonic() + wait_s
         while not self._create_exclusive(self._holder_record(run_id)):
-            if self._holder().get("run_id") == run_id:
+            if (self._holder() or {}).get("run_id") == run_id:
                 break  # an earlier attempt of ours landed, and only its answer was lost
             self.wait_until_free(max(0.0, deadline - time.monotonic()))
         stop = threading.Event()
@@ -86,7 +90,7 @@ class DatapoolLock:
         finally:
             stop.set()
             heartbeat.join()
-            if self._holder().get("run_id") == run_id:
+            if (self._holder() or {}).get("run_id") == run_id:
                 self._fs.rm_file(self.path)
 
     def _holder_record(self, run_id: str) -> bytes:
@@ -104,7 +108,7 @@ class DatapoolLock:
         """Refresh the heartbeat while the run lives (never over a lock someone else took)."""
         while not stop.wait(HEARTBEAT_S):
             holder = self._holder()
-            if holder.get("run_id") == run_id:
+            if holder is not None and holder.get("run_id") == run_id:
                 with contextlib.suppress(OSError):  # a store hiccup: the next beat catches up
                     self._replace(json.dumps({**holder, "heartbeat": time.time()}).encode())
 
@@ -134,35 +138,32 @@ class DatapoolLock:
             raise
         return True
 
-    def _holder(self) -> dict[str, Any]:
+    def _holder(self) -> dict[str, Any] | None:
+        """The holder's record; None when there is no lock, {} when it cannot be read."""
         try:
             holder = json.loads(self._fs.cat_file(self.path))
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
+            return None
+        except ValueError:
             return {}
         return holder if isinstance(holder, dict) else {}
 
-    def _break_if_stale(self) -> None:
-        """Remove a lock whose holder died: a dead process here, or a heartbeat gone quiet."""
-        holder = self._holder()
-        pid = holder.get("pid")
-        dead_here = (
-            holder.get("host") == socket.gethostname()
-            and isinstance(pid, int)
-            and not _pid_alive(pid)
-        )
-        beat = holder.get("heartbeat")
-        quiet = isinstance(beat, int | float) and time.time() - beat > STALE_AFTER_S
-        if dead_here or quiet:
-            with contextlib.suppress(FileNotFoundError):  # another waiter broke it first
-                self._fs.rm_file(self.path)
-
-    def _message(self) -> str:
-        holder = self._holder()
+    def _message(self, holder: dict[str, Any]) -> str:
         return (
             f"datapool {self._url} is locked by run {holder.get('run_id', '?')} "
             f"(host {holder.get('host', '?')}, pid {holder.get('pid', '?')}); one run at a time "
             f"per datapool. A holder that died is ignored after {STALE_AFTER_S:g} s."
         )
+
+
+def _is_stale(holder: dict[str, Any]) -> bool:
+    """Whether the holder died: a dead process on this host, or a heartbeat gone quiet."""
+    pid = holder.get("pid")
+    dead_here = (
+        holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid)
+    )
+    beat = holder.get("heartbeat")
+    return dead_here or (isinstance(beat, int | float) and time.time() - beat > STALE_AFTER_S)
 
 
 def _pid_alive(pid: int) -> bool:

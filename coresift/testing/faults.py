@@ -68,7 +68,7 @@ def _handler(
             reading = self.command in ("GET", "HEAD")
             kinds = FAULTS if self.command == "GET" else FAULTS[:-1]  # short: bodies only
             fault = stats.draw(rng, rate, kinds)
-            if fault and not reading and fault != "short":
+            if fault and not reading:
                 return self._fail(fault)  # before the server sees a write
             connection = http.client.HTTPConnection(target.netloc, timeout=120)
             try:
