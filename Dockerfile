@@ -16,7 +16,7 @@ COPY pyproject.toml README.md ./
 COPY coresift ./coresift
 COPY tasks ./tasks
 COPY flows ./flows
-RUN pip install ".[bridges]" \
+RUN pip install ".[bridges,dask,ray]" \
     # Export the default model to ONNX at build time, so containers start warm and offline.
     && python -c "from coresift.embedding import load_embedder; load_embedder('efficientnet-lite0')"
 

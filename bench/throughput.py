@@ -67,7 +67,7 @@ def process_rate(folder: Path, cores: int, **changes: Any) -> tuple[float, int, 
 
     threads, workers = split_cores(cores)
     processing = ProcessingConfig(threads=threads, decode_workers=workers, **changes)
-    embedder = load_embedder("efficientnet-lite0", processing.runtime, processing.threads)
+    embedder = load_embedder("efficientnet-lite0", processing.runtime, threads)
     refs = list_source(str(folder)).refs
     start = time.perf_counter()
     result = process_objects(refs, embedder, processing=processing)

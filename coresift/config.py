@@ -35,8 +35,16 @@ DUPLICATE_DISTANCE = 0.25
 TAG_CHARACTERS = "letters, digits, '.', '_' and '-'"
 
 
-def _cores() -> int:
-    return os.cpu_count() or 2
+# threads | processes | dask | ray, or a running cluster's address
+RUNNER_PATTERN = r"^(threads|processes|dask|ray|(dask|ray)://[A-Za-z0-9.\-\[\]:]+:\d+)$"
+CPU_BATCH = 16
+GPU_BATCH = 64
+
+
+def is_remote(runner: str) -> bool:
+    """Whether a runner is a cluster that runs elsewhere: its workers are not this machine's
+    to count or check."""
+    return "://" in runner or (runner == "ray" and bool(os.environ.get("RAY_ADDRESS")))
 
 
 def split_cores(cores: int) -> tuple[int, int]:
@@ -161,20 +169,49 @@ class ProcessingConfig(Section):
         description="Inference engine for built-in models: onnxruntime (about 4x faster on CPU) "
         "or torch.",
     )
-    threads: int = Field(
-        default_factory=lambda: split_cores(_cores())[0],
+    runner: str = Field(
+        default="threads",
+        pattern=RUNNER_PATTERN,
+        description="Where shards run: 'threads' (in the flow's process, one shard at a time), "
+        "'processes' (a local process pool), 'dask' (a local Dask cluster), "
+        "'dask://HOST:PORT' (a running Dask scheduler), 'ray' (a local Ray, or the one "
+        "RAY_ADDRESS names) or 'ray://HOST:PORT'.",
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Worker processes of a local pool or cluster (default: one per core, or "
+        "one per GPU).",
+    )
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Inference device: 'auto' (a CUDA GPU where one is usable, else the CPU), "
+        "'cpu', 'cuda' or 'cuda:N'.",
+    )
+    threads: int | None = Field(
+        default=None,
         ge=1,
         le=256,
-        description="Inference threads (default: as many as cores).",
+        description="Inference threads per worker (default: as many as the worker's cores; "
+        "one on a GPU).",
     )
-    decode_workers: int = Field(
-        default_factory=lambda: split_cores(_cores())[1],
+    decode_workers: int | None = Field(
+        default=None,
         ge=1,
         le=64,
-        description="Threads that read and decode objects ahead of inference (default: as "
-        "many as cores; they share the cores with inference, see bench/).",
+        description="Threads per worker that read and decode objects ahead of inference "
+        "(default: as many as the worker's cores; they share the cores with inference, see "
+        "bench/).",
     )
-    batch_size: int = Field(default=16, ge=1, le=1024, description="Images per inference batch.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description=f"Images per inference batch (default: {CPU_BATCH} on a CPU, "
+        f"{GPU_BATCH} on a GPU).",
+    )
     shard_size: int = Field(
         default=64, ge=1, le=100_000, description="Objects per processing task (unit of caching)."
     )
@@ -195,9 +232,19 @@ class ProcessingConfig(Section):
         "(for reports; about 2 ms and a few KB each).",
     )
 
+    def threads_for(self, cores: int, gpu: bool) -> tuple[int, int]:
+        """(inference threads, decode workers) of a worker with `cores` cores: the fields
+        where set, else its share of the cores (a GPU needs one thread to feed it)."""
+        inference, decode = split_cores(cores)
+        return self.threads or (1 if gpu else inference), self.decode_workers or decode
+
+    def batch_for(self, gpu: bool) -> int:
+        """Images per inference batch: the field where set, else the device's default."""
+        return self.batch_size or (GPU_BATCH if gpu else CPU_BATCH)
+
     def output_settings(self) -> dict[str, Any]:
         """The settings that change what processing produces (part of shard cache keys);
-        threads and batch sizes change only how fast."""
+        runners, devices, threads and batch sizes change only how fast."""
         return self.model_dump(include={"max_image_pixels", "frames", "video_limits", "thumbnails"})
 
 

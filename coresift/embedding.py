@@ -75,6 +75,7 @@ class Embedder(Protocol):
 
     identity: str
     preprocess: Preprocess
+    device: str  # 'cpu' or 'cuda:N'
 
     def embed(self, batch: NDArray[np.float32]) -> NDArray[np.float32]: ...
 
@@ -90,10 +91,23 @@ def _pool(features: NDArray[np.float32]) -> NDArray[np.float32]:
     return features.mean(axis=(2, 3)) if features.ndim == 4 else features.reshape(len(features), -1)
 
 
-class OnnxEmbedder:
-    """Runs an ONNX graph with onnxruntime on the CPU."""
+def _providers(device: str) -> list[Any]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    return [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)})]
 
-    def __init__(self, model: bytes | str, identity: str, preprocess: Preprocess, threads: int):
+
+class OnnxEmbedder:
+    """Runs an ONNX graph with onnxruntime on the CPU or a CUDA GPU."""
+
+    def __init__(
+        self,
+        model: bytes | str,
+        identity: str,
+        preprocess: Preprocess,
+        threads: int,
+        device: str = "cpu",
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -102,9 +116,13 @@ class OnnxEmbedder:
         # Idle inference threads must sleep, not spin: decode threads need those cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model, options, providers=_providers(device))
         except Exception as error:  # onnxruntime raises its own untyped errors on bad graphs
             raise ModelError(f"cannot load ONNX model {identity}: {error}") from None
+        if device != "cpu" and self._session.get_providers()[0] != "CUDAExecutionProvider":
+            # onnxruntime falls back to the CPU when CUDA's libraries fail to load
+            raise ModelError(f"onnxruntime could not start CUDA for {identity} on {device}")
+        self.device = device
         self._input = self._session.get_inputs()[0].name
         self.identity = identity
         self.preprocess = preprocess
@@ -115,13 +133,16 @@ class OnnxEmbedder:
 
 
 class TorchEmbedder:
-    """Runs a torch module (eager or TorchScript) in inference mode."""
+    """Runs a torch module (eager or TorchScript) in inference mode, on the CPU or a GPU."""
 
-    def __init__(self, module: Any, identity: str, preprocess: Preprocess, threads: int):
+    def __init__(
+        self, module: Any, identity: str, preprocess: Preprocess, threads: int, device: str = "cpu"
+    ):
         import torch
 
         torch.set_num_threads(threads)
-        self._module = module.eval()
+        self._module = module.eval().to(device)
+        self.device = device
         self.identity = identity
         self.preprocess = preprocess
 
@@ -129,8 +150,8 @@ class TorchEmbedder:
         import torch
 
         with torch.inference_mode():
-            features = self._module(torch.from_numpy(batch))
-        return l2_normalise(_pool(features.float().numpy()))
+            features = self._module(torch.from_numpy(batch).to(self.device))
+        return l2_normalise(_pool(features.float().cpu().numpy()))
 
 
 def _lite0_weights() -> str:
@@ -204,12 +225,13 @@ def _exported_onnx(build: Callable[[], Any], identity: str, size: int) -> str:
     return str(target)
 
 
-def _builtin_lite0(runtime: Runtime, threads: int) -> Embedder:
+def _builtin_lite0(runtime: Runtime, threads: int, device: str) -> Embedder:
     identity = model_identity("efficientnet-lite0")
     preprocess = Preprocess(224, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
     if runtime == "torch":
-        return TorchEmbedder(_lite0_module(), identity, preprocess, threads)
-    return OnnxEmbedder(_exported_onnx(_lite0_module, identity, 224), identity, preprocess, threads)
+        return TorchEmbedder(_lite0_module(), identity, preprocess, threads, device)
+    onnx = _exported_onnx(_lite0_module, identity, 224)
+    return OnnxEmbedder(onnx, identity, preprocess, threads, device)
 
 
 @functools.lru_cache(maxsize=16)
@@ -254,7 +276,7 @@ def _read_model_file(url: str) -> bytes:
         raise ModelError(f"cannot read model file {url}: {error}") from None
 
 
-def _torchvision(name: str, runtime: Runtime, threads: int) -> Embedder:
+def _torchvision(name: str, runtime: Runtime, threads: int, device: str) -> Embedder:
     import torch
     import torchvision
 
@@ -275,18 +297,18 @@ def _torchvision(name: str, runtime: Runtime, threads: int) -> Embedder:
     identity = model_identity(f"torchvision:{name}")
     preprocess = Preprocess(size, _IMAGENET_MEAN, _IMAGENET_STD)
     if runtime == "torch":
-        return TorchEmbedder(network, identity, preprocess, threads)
-    return OnnxEmbedder(_exported_onnx(network.eval, identity, size), identity, preprocess, threads)
+        return TorchEmbedder(network, identity, preprocess, threads, device)
+    onnx = _exported_onnx(network.eval, identity, size)
+    return OnnxEmbedder(onnx, identity, preprocess, threads, device)
 
 
-def _from_url(url: str, threads: int) -> Embedder:
+def _from_url(url: str, threads: int, device: str) -> Embedder:
     """A user's model file: ImageNet normalisation, input size from the graph (default 224)."""
     data = _read_model_file(url)
     identity = model_identity(url)
     if url.endswith(".onnx"):
-        probe = OnnxEmbedder(
-            data, identity, Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD), threads
-        )
+        imagenet = Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD)
+        probe = OnnxEmbedder(data, identity, imagenet, threads, device)
         shape = probe._session.get_inputs()[0].shape
         size = shape[-1] if isinstance(shape[-1], int) else 224
         probe.preprocess = Preprocess(size, _IMAGENET_MEAN, _IMAGENET_STD)
@@ -297,15 +319,26 @@ def _from_url(url: str, threads: int) -> Embedder:
         module = torch.jit.load(io.BytesIO(data), map_location="cpu")  # type: ignore[no-untyped-call]
     except RuntimeError as error:
         raise ModelError(f"{url} is not a TorchScript model: {error}") from None
-    return TorchEmbedder(module, identity, Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD), threads)
+    imagenet = Preprocess(224, _IMAGENET_MEAN, _IMAGENET_STD)
+    return TorchEmbedder(module, identity, imagenet, threads, device)
+
+
+def model_runtime(model: str, runtime: Runtime) -> Runtime:
+    """The engine that runs a model: a file's own kind, else `runtime` (built-in models)."""
+    if _is_model_file(model):
+        return "onnx" if model.endswith(".onnx") else "torch"
+    return runtime
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(model: str, runtime: Runtime = "onnx", threads: int = 1) -> Embedder:
-    """The embedder for a model name, loaded once per process."""
+def load_embedder(
+    model: str, runtime: Runtime = "onnx", threads: int = 1, device: str = "cpu"
+) -> Embedder:
+    """The embedder for a model name, loaded once per process (a pool's worker loads it for
+    its first shard and reuses it for every later one)."""
     model_identity(model)  # rejects unknown names with the message users see
     if model == "efficientnet-lite0":
-        return _builtin_lite0(runtime, threads)
+        return _builtin_lite0(runtime, threads, device)
     if model.startswith("torchvision:"):
-        return _torchvision(model.removeprefix("torchvision:"), runtime, threads)
-    return _from_url(model, threads)
+        return _torchvision(model.removeprefix("torchvision:"), runtime, threads, device)
+    return _from_url(model, threads, device)

@@ -3,13 +3,15 @@ selection inputs present."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
-from coresift.config import CurateConfig
+from coresift.config import CurateConfig, ProcessingConfig, is_remote
 from coresift.custom import CustomMetadata, check_strategies, read_custom_metadata
 from coresift.datapool import Datapool
-from coresift.embedding import model_identity
+from coresift.device import resolve_device
+from coresift.embedding import model_identity, model_runtime
 from coresift.errors import ConfigError
 from coresift.listing import probe_source, read_relevant_filenames
 from coresift.selection.queries import check_query
@@ -64,11 +66,13 @@ def check_run(
     Raises:
         SourceError: the source or its relevant-filenames file cannot be read.
         DatapoolBusyError: a live run still holds the datapool after the wait.
-        ConfigError: the datapool is a file, the tag is taken already, or a similarity query
-            names no tag or file.
+        ConfigError: the datapool is a file, the tag is taken already, a similarity query
+            names no tag or file, the runner's engine is not installed, or the device is not
+            usable here.
         ModelError: the model is unknown or its file unreadable.
     """
     model_identity(config.processing.model)
+    check_processing(config.processing)
     source = config.source
     fs, root = open_url(source.url, source_options)
     probe_source(fs, root, source.url)
@@ -89,6 +93,23 @@ def check_run(
                 check_query(strategy.query, datapool, config.source.url, source_options)
             except ConfigError as error:
                 raise ConfigError(f"selection.strategies.{index}.query: {error}") from None
+
+
+# The runners whose engines come as extras, by the module each needs.
+_RUNNER_EXTRAS = {"dask": "prefect_dask", "ray": "prefect_ray"}
+
+
+def check_processing(processing: ProcessingConfig) -> None:
+    """The runner's engine is installed, and a local run's device is usable here (a remote
+    cluster's workers check their own when they start a shard)."""
+    engine = processing.runner.partition("://")[0]
+    if engine in _RUNNER_EXTRAS and importlib.util.find_spec(_RUNNER_EXTRAS[engine]) is None:
+        raise ConfigError(
+            f"processing.runner: {processing.runner!r} needs the {engine} extra: "
+            f"pip install 'coresift[{engine}]'"
+        )
+    if not is_remote(processing.runner):
+        resolve_device(processing.device, model_runtime(processing.model, processing.runtime))
 
 
 def load_custom(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -209,12 +210,15 @@ def process_objects(
     *,
     processing: ProcessingConfig | None = None,
     options: dict[str, Any] | None = None,
+    cores: int | None = None,
 ) -> ShardResult:
     """Read, check, measure and embed objects; corrupt ones become rows with a reason.
 
     Args:
         processing: limits, frame sampling, decode threads and batch size (defaults if None).
         options: fsspec storage options of the objects' store.
+        cores: the cores this call may use (default: all of the machine's); the decode
+            threads and batch size follow them and the embedder's device unless set.
 
     Raises only for failures worth a retry (network, throttling): an unreadable or undecodable
     object is a recorded reason, never an exception.
@@ -222,7 +226,9 @@ def process_objects(
     if any(ref.kind == "unsupported" for ref in refs):
         raise ValueError("process_objects takes images and videos (plan_run sets the rest aside)")
     processing = processing or ProcessingConfig()
-    batch_size = processing.batch_size
+    gpu = embedder.device != "cpu"
+    _, decode_workers = processing.threads_for(cores or os.cpu_count() or 1, gpu)
+    batch_size = processing.batch_for(gpu)
     decoder = _Decoder(embedder, options or {}, processing)
     samples: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
@@ -240,7 +246,7 @@ def process_objects(
     producer: OrderedProducer[ObjectRef, Sample | ObjectDone] = OrderedProducer(
         refs,
         decoder,
-        workers=processing.decode_workers,
+        workers=decode_workers,
         lookahead=2 * batch_size,
         queue_size=batch_size,
     )

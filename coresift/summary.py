@@ -46,6 +46,9 @@ class RunSummary(BaseModel):
     )
     bytes_read: int = Field(description="Object bytes fetched from the source in this run.")
     bytes_new: int = Field(description="Listed size of the new and changed objects.")
+    workers: int = Field(
+        default=0, description="Distinct worker processes that processed this run's shards."
+    )
     datapool_version: int
     committed: bool = Field(
         default=True,
@@ -84,7 +87,9 @@ def describe(summary: RunSummary) -> list[str]:
         f"  picked:   {s.samples_selected}{asked}{around}"
         + (f"; not candidates: {not_candidates}" if not_candidates else ""),
         *(f"  note:     {note}" for note in s.selection_notes),
-        f"  took:     {s.duration_s:.1f} s ("
+        f"  took:     {s.duration_s:.1f} s"
+        + (f" on {s.workers} worker{'s' if s.workers > 1 else ''}" if s.workers else "")
+        + " ("
         + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in s.stage_seconds.items())
         + ")",
     ]

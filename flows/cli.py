@@ -61,6 +61,8 @@ def _run_values(args: argparse.Namespace) -> dict[str, Any]:
         ("datapool", "url"): args.datapool,
         ("selection", "n_samples"): args.n_samples,
         ("selection", "min_distance"): args.min_distance,
+        ("processing", "runner"): args.runner,
+        ("processing", "device"): args.device,
     }
     for (section, field), value in flags.items():
         if value is not None:
@@ -185,6 +187,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--datapool", help=f"datapool folder or URL (default {DEFAULT_DATAPOOL})")
     run.add_argument("--n-samples", type=int, help="how many new samples to select")
     run.add_argument("--min-distance", type=float, help="stop below this embedding distance")
+    run.add_argument(
+        "--runner",
+        help="where shards run: threads (default), processes, dask, dask://HOST:PORT, ray, "
+        "ray://HOST:PORT",
+    )
+    run.add_argument("--device", help="inference device: auto (default), cpu, cuda, cuda:N")
     run.add_argument("--process-all", action="store_true", help="reprocess and reselect all")
     run.add_argument("--tag", help="name of this run's selection (default: the run id)")
     run.add_argument("--config", type=Path, help="YAML or JSON file with any config fields")

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 from prefect import flow, unmapped
 from prefect.runtime import deployment
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from coresift.config import CurateConfig
 from coresift.datapool import Datapool, new_run_id
@@ -30,6 +29,7 @@ from tasks.curate import (
 )
 from tasks.progress import wait_with_progress
 from tasks.report import write_run_report
+from tasks.runners import shard_runner, worker_cores
 
 
 @contextmanager
@@ -39,8 +39,7 @@ def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
     seconds[name] = time.perf_counter() - start
 
 
-# One shard at a time: a shard already keeps every core busy (decode threads + inference).
-@flow(name="curate", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+@flow(name="curate")
 def curate(config: CurateConfig) -> RunSummary:
     """Process what is new in the source and select the most diverse new samples."""
     run_id = new_run_id()
@@ -59,10 +58,18 @@ def curate(config: CurateConfig) -> RunSummary:
         with _stage(seconds, "process"):
             groups = shards(plan.to_process, config.processing.shard_size)
             model = resolve_model(config)
-            futures = process_shard.map(
-                groups, unmapped(model), unmapped(plan.work_key), unmapped(config)
-            )
-            outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
+            outputs = []
+            if groups:  # an unchanged rerun starts no pool or cluster
+                with shard_runner(config.processing) as runner:
+                    parameters = {
+                        "refs": groups,
+                        "model_identity": unmapped(model),
+                        "work_key": unmapped(plan.work_key),
+                        "config": unmapped(config),
+                        "cores": unmapped(worker_cores(config.processing)),
+                    }
+                    futures = runner.map(process_shard, parameters)  # type: ignore[arg-type]
+                    outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
         with _stage(seconds, "select"):
             picks = select_samples(
                 config, run_id, tag, model, [o for o, _ in outputs], custom, plan.gone

@@ -24,7 +24,8 @@ from coresift import schema
 from coresift.config import CurateConfig
 from coresift.custom import CustomMetadata, attach
 from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
-from coresift.embedding import load_embedder, model_identity
+from coresift.device import CPU, resolve_device
+from coresift.embedding import load_embedder, model_identity, model_runtime
 from coresift.errors import ConfigError, DatapoolBusyError, ModelError, SourceNotFoundError
 from coresift.listing import Listing, ObjectRef, list_source
 from coresift.plan import Plan, plan_run
@@ -34,6 +35,7 @@ from coresift.selection import choose
 from coresift.selection.queries import query_embeddings
 from coresift.summary import RunSummary, describe
 from tasks.credentials import storage_options
+from tasks.runners import worker_name, worker_slot
 
 # Errors that another attempt cannot fix: the run fails at once, in the user's words.
 _PERMANENT = (ConfigError, ModelError, DatapoolBusyError, SourceNotFoundError)
@@ -58,6 +60,7 @@ class ShardOutput(BaseModel):
     samples: int
     corrupt_by_code: dict[str, int] = {}
     bytes_read: int
+    worker: str = ""  # host:pid of the process that processed it
 
     @property
     def corrupt(self) -> int:
@@ -183,20 +186,34 @@ def _shard_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 
 @task(cache_key_fn=_shard_cache_key, persist_result=True, **IO_RETRIES)
 def process_shard(
-    refs: list[ObjectRef], model_identity: str, work_key: str, config: CurateConfig
+    refs: list[ObjectRef], model_identity: str, work_key: str, config: CurateConfig, cores: int
 ) -> ShardOutput:
-    """Read each object once: check, measure and embed it; write the shard's samples."""
+    """Read each object once: check, measure and embed it; write the shard's samples.
+
+    `cores` is this worker's share of its machine (see tasks.runners.worker_cores).
+    """
     processing = config.processing
-    embedder = load_embedder(processing.model, processing.runtime, processing.threads)
+    runtime = model_runtime(processing.model, processing.runtime)
+    device = resolve_device(processing.device, runtime, worker_slot())
+    threads, decoders = processing.threads_for(cores, device != CPU)
+    embedder = load_embedder(processing.model, processing.runtime, threads, device)
+    logger = get_run_logger()
+    logger.info(
+        "%d objects on %s: %s, %d inference and %d decode threads",
+        len(refs),
+        worker_name(),
+        device,
+        threads,
+        decoders,
+    )
     result = process_objects(
-        refs, embedder, processing=processing, options=storage_options(config.source)
+        refs, embedder, processing=processing, options=storage_options(config.source), cores=cores
     )
     name = _shard_name(refs, model_identity, work_key, config)
     datapool = _datapool(config)
     datapool.work.write(f"{name}-objects", result.objects)
     datapool.work.write(f"{name}-thumbnails", result.thumbnails)
     datapool.work.write(f"{name}-samples", result.samples)  # last: its presence means done
-    logger = get_run_logger()
     for row in result.objects.to_pylist():
         if row["reason"]:
             logger.warning("%s: %s: %s", row["status"], row["uri"], row["reason"])
@@ -207,6 +224,7 @@ def process_shard(
         samples=len(result.samples),
         corrupt_by_code=_counts(codes),
         bytes_read=result.bytes_read,
+        worker=worker_name(),
     )
 
 
@@ -416,6 +434,7 @@ def _summary(
         samples_preselected=picks.preselected,
         selection_notes=picks.notes,
         bytes_read=sum(o.bytes_read for o, cached in shards if not cached),
+        workers=len({o.worker for o, cached in shards if not cached}),
         bytes_new=plan.bytes_new,
         datapool_version=plan.datapool_version + (0 if plan.changes_nothing else 1),
         committed=not plan.changes_nothing,

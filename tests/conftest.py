@@ -28,9 +28,13 @@ from coresift.testing import servers  # noqa: E402  (after the environment above
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real Prefect server; in-process flows and subprocesses both use it."""
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with servers.prefect_server(_SESSION_DIR) as url, temporary_settings({PREFECT_API_URL: url}):
+        # as for a user who set PREFECT_API_URL before starting: threads without a Prefect
+        # context (a process pool's log forwarding) find the server too
+        refresh_global_settings_context()
         yield url
         from prefect.logging.handlers import APILogWorker
 

@@ -11,7 +11,8 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -273,3 +274,60 @@ def prefect_worker(workdir: Path, pool: str, env: dict[str, str]) -> Iterator[No
     }
     with _process(command, workdir / "worker.log", env=full_env, kill=True):
         yield
+
+
+@dataclass
+class DaskCluster:
+    """A Dask scheduler's address (HOST:PORT) and its worker processes."""
+
+    address: str
+    workers: list[subprocess.Popen[bytes]]
+
+
+@contextmanager
+def dask_cluster(workdir: Path, workers: int = 2) -> Iterator[DaskCluster]:
+    """`dask scheduler` and `workers` single-threaded `dask worker` processes on loopback.
+
+    The workers run without a nanny, so a killed worker stays dead (its shards must move)."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    scheduler = [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    scheduler += ["--no-dashboard"]
+    with _process(scheduler, workdir / "dask-scheduler.log"), ExitStack() as stack:
+        wait_until(lambda: _port_open(port), "Dask scheduler")
+        processes = []
+        for index in range(workers):
+            log = stack.enter_context(open(workdir / f"dask-worker-{index}.log", "wb"))
+            command = [str(BIN / "dask"), "worker", f"tcp://{address}", "--host", "127.0.0.1"]
+            command += ["--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", str(index)]
+            command += ["--local-directory", str(workdir / f"dask-worker-{index}")]
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            stack.callback(_stop, process)
+            processes.append(process)
+        from distributed import Client
+
+        with Client(f"tcp://{address}", timeout=60) as client:  # type: ignore[no-untyped-call]
+            client.wait_for_workers(workers, timeout=120)
+        yield DaskCluster(address, processes)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def ray_head(workdir: Path, cpus: int = 2) -> Iterator[str]:
+    """`ray start --head` on loopback; RAY_ADDRESS points at it."""
+    port = free_port()
+    command = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1"]
+    command += [f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false"]
+    command += ["--disable-usage-stats", f"--temp-dir={workdir / 'ray'}"]
+    address = f"127.0.0.1:{port}"
+    with _process(command, workdir / "ray.log"), _environment({"RAY_ADDRESS": address}):
+        wait_until(lambda: _port_open(port), "Ray head", timeout=120)
+        yield address
