@@ -24,6 +24,8 @@ from bench.pipeline import bare_model_rate, make_images
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# a fresh Prefect home's database takes longer than the default 20 s on a busy 2-core machine
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 # name: processing fields
 RUNNERS: dict[str, dict[str, Any]] = {
@@ -32,6 +34,17 @@ RUNNERS: dict[str, dict[str, Any]] = {
     "processes, 2 workers": {"runner": "processes", "workers": 2},
     "dask, 2 workers": {"runner": "dask", "workers": 2},
     "ray, 2 workers": {"runner": "ray", "workers": 2},
+    "processes, 2 workers, 2 decoders each": {
+        "runner": "processes",
+        "workers": 2,
+        "decode_workers": 2,
+    },
+    "processes, 2 workers, all cores each": {
+        "runner": "processes",
+        "workers": 2,
+        "threads": 2,
+        "decode_workers": 2,
+    },
 }
 
 
@@ -60,6 +73,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="*", choices=list(RUNNERS), help="runners to measure")
     args = parser.parse_args()
+    from coresift.device import resolve_device
     from coresift.embedding import load_embedder
 
     cores = os.cpu_count() or 1
@@ -70,11 +84,12 @@ def main() -> None:
         folder = work / "images"
         make_images(folder, args.images, (args.width, args.height))
         inputs = np.random.default_rng(0).normal(size=(256, 3, 224, 224)).astype(np.float32)
-        bare = bare_model_rate(load_embedder("efficientnet-lite0", "onnx", cores), inputs, 16)
+        model = load_embedder("efficientnet-lite0", "onnx", cores, resolve_device("auto", "onnx"))
+        bare = bare_model_rate(model, inputs, 16)
         best: dict[str, tuple[float, int]] = {}
         for round_ in range(args.rounds):
-            for name, processing in runners.items():
-                pool = work / f"pool-{round_}-{len(best)}-{name.split(',')[0]}"
+            for index, (name, processing) in enumerate(runners.items()):
+                pool = work / f"pool-{round_}-{index}"
                 seconds, workers = process_seconds(folder, pool, processing)
                 print(f"round {round_}: {name}: {seconds:.2f} s, {workers} workers", flush=True)
                 if name not in best or seconds < best[name][0]:

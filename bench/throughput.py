@@ -7,7 +7,8 @@ Datasets: JPEGs of 640x480, 1600x1200 and 4000x3000 (phone-camera size), a mixed
 those, PNGs, and the bundled real videos plus a 1080p clip, every frame and at fps 1. Each
 ratio divides the pipeline's rate by the bare model's on `--cores` threads (the cores the
 pipeline uses in all), so a pipeline that leaves a core idle cannot look good. The pipeline
-runs with its defaults for that many cores.
+runs with its defaults for that many cores, and both run on a GPU where `device: auto` finds
+one.
 """
 
 from __future__ import annotations
@@ -60,17 +61,19 @@ def make_media(folder: Path, scale: float) -> dict[str, Path]:
 
 def process_rate(folder: Path, cores: int, **changes: Any) -> tuple[float, int, float]:
     """(samples per second, samples, bytes_read / bytes_new) of process_objects on a folder."""
-    from coresift.config import ProcessingConfig, split_cores
+    from coresift.config import ProcessingConfig
+    from coresift.device import CPU, resolve_device
     from coresift.embedding import load_embedder
     from coresift.listing import list_source
     from coresift.process import process_objects
 
-    threads, workers = split_cores(cores)
-    processing = ProcessingConfig(threads=threads, decode_workers=workers, **changes)
-    embedder = load_embedder("efficientnet-lite0", processing.runtime, threads)
+    processing = ProcessingConfig(**changes)
+    device = resolve_device(processing.device, processing.runtime)
+    threads, _ = processing.threads_for(cores, device != CPU)
+    embedder = load_embedder("efficientnet-lite0", processing.runtime, threads, device)
     refs = list_source(str(folder)).refs
     start = time.perf_counter()
-    result = process_objects(refs, embedder, processing=processing)
+    result = process_objects(refs, embedder, processing=processing, cores=cores)
     elapsed = time.perf_counter() - start
     samples = len(result.samples)
     return samples / elapsed, samples, result.bytes_read / sum(r.size for r in refs)
@@ -82,13 +85,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="dataset size factor")
     args = parser.parse_args()
     from coresift.config import FrameSampling
+    from coresift.device import resolve_device
     from coresift.embedding import load_embedder
 
     results: dict[str, Any] = {"cores": args.cores}
     with tempfile.TemporaryDirectory(prefix="coresift-bench-") as tmp:
         paths = make_media(Path(tmp), args.scale)
         inputs = np.random.default_rng(0).normal(size=(256, 3, 224, 224)).astype(np.float32)
-        model = load_embedder("efficientnet-lite0", "onnx", args.cores)
+        device = resolve_device("auto", "onnx")
+        model = load_embedder("efficientnet-lite0", "onnx", args.cores, device)
         before = bare_model_rate(model, inputs, 16)
         runs: dict[str, dict[str, Any]] = {
             name: {} for name in ("jpeg_640x480", "jpeg_1600x1200", "jpeg_4000x3000", "mixed")

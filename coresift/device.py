@@ -2,11 +2,13 @@
 
 A GPU is usable when the machine has one and the runtime can reach it: onnxruntime needs its
 CUDA provider (the `gpu` extra installs onnxruntime-gpu), torch a CUDA build. Asking for one
-that is not there is a config error, raised before any work.
+that is not there is a config error, raised before any work. Nothing here imports torch
+unless the model runs on torch anyway.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -17,13 +19,13 @@ _NVIDIA_DEVICE = re.compile(r"nvidia\d+")
 
 
 def cuda_devices() -> int:
-    """How many CUDA GPUs this machine has (0 without a driver)."""
-    import torch
-
-    if torch.version.cuda is not None:
-        return int(torch.cuda.device_count())
-    # A CPU build of torch cannot count them; the driver's device files can.
-    return sum(1 for path in Path("/dev").glob("nvidia*") if _NVIDIA_DEVICE.fullmatch(path.name))
+    """How many CUDA GPUs this process may use: the driver's device files, narrowed by
+    CUDA_VISIBLE_DEVICES where a scheduler (Ray, a job system) sets it. Cheap: no torch."""
+    present = sum(1 for path in Path("/dev").glob("nvidia*") if _NVIDIA_DEVICE.fullmatch(path.name))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    return min(present, len([d for d in visible.split(",") if d.strip() not in ("", "-1")]))
 
 
 def onnx_providers() -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from prefect import flow, unmapped
+from prefect import flow
 from prefect.runtime import deployment
 
 from coresift.config import CurateConfig
@@ -22,14 +22,12 @@ from tasks.curate import (
     commit_run,
     list_objects,
     plan_objects,
-    process_shard,
+    process_shards,
     read_custom,
     resolve_model,
     select_samples,
 )
-from tasks.progress import wait_with_progress
 from tasks.report import write_run_report
-from tasks.runners import shard_runner, worker_cores
 
 
 @contextmanager
@@ -58,18 +56,7 @@ def curate(config: CurateConfig) -> RunSummary:
         with _stage(seconds, "process"):
             groups = shards(plan.to_process, config.processing.shard_size)
             model = resolve_model(config)
-            outputs = []
-            if groups:  # an unchanged rerun starts no pool or cluster
-                with shard_runner(config.processing) as runner:
-                    parameters = {
-                        "refs": groups,
-                        "model_identity": unmapped(model),
-                        "work_key": unmapped(plan.work_key),
-                        "config": unmapped(config),
-                        "cores": unmapped(worker_cores(config.processing)),
-                    }
-                    futures = runner.map(process_shard, parameters)  # type: ignore[arg-type]
-                    outputs = wait_with_progress(futures, [len(g) for g in groups], "processing")
+            outputs = process_shards(config, groups, model, plan.work_key)
         with _stage(seconds, "select"):
             picks = select_samples(
                 config, run_id, tag, model, [o for o, _ in outputs], custom, plan.gone

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from prefect import Task, task
+from prefect import Task, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
@@ -35,7 +35,8 @@ from coresift.selection import choose
 from coresift.selection.queries import query_embeddings
 from coresift.summary import RunSummary, describe
 from tasks.credentials import storage_options
-from tasks.runners import worker_name, worker_slot
+from tasks.progress import wait_with_progress
+from tasks.runners import shard_runner, worker_cores, worker_name, worker_slot
 
 # Errors that another attempt cannot fix: the run fails at once, in the user's words.
 _PERMANENT = (ConfigError, ModelError, DatapoolBusyError, SourceNotFoundError)
@@ -226,6 +227,25 @@ def process_shard(
         bytes_read=result.bytes_read,
         worker=worker_name(),
     )
+
+
+def process_shards(
+    config: CurateConfig, groups: list[list[ObjectRef]], model_identity: str, work_key: str
+) -> list[tuple[ShardOutput, bool]]:
+    """Run process_shard on every group on the config's runner, with progress; each
+    output in input order, and whether it came from the cache."""
+    if not groups:  # an unchanged rerun starts no pool or cluster
+        return []
+    with shard_runner(config.processing) as runner:
+        parameters = {
+            "refs": groups,
+            "model_identity": unmapped(model_identity),
+            "work_key": unmapped(work_key),
+            "config": unmapped(config),
+            "cores": unmapped(worker_cores(config.processing)),
+        }
+        futures = runner.map(process_shard, parameters)  # type: ignore[arg-type]
+        return wait_with_progress(futures, [len(g) for g in groups], "processing")
 
 
 _PARTS = {"samples": schema.SAMPLES, "objects": schema.OBJECTS, "thumbnails": schema.THUMBNAILS}

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +21,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from coresift.config import ProcessingConfig, is_remote
-from coresift.device import CPU, cuda_devices
+from coresift.device import CPU, cuda_devices, resolve_device
+from coresift.embedding import model_runtime
 
 _SLOT = "CORESIFT_WORKER_SLOT"
 
@@ -29,7 +31,8 @@ def pool_size(processing: ProcessingConfig) -> int:
     """Workers of a local pool: the field, else one per GPU in use, else one per core."""
     if processing.workers:
         return processing.workers
-    gpus = 0 if processing.device == CPU else cuda_devices()
+    runtime = model_runtime(processing.model, processing.runtime)
+    gpus = 0 if resolve_device(processing.device, runtime) == CPU else cuda_devices()
     return gpus or os.cpu_count() or 1
 
 
@@ -115,11 +118,13 @@ def worker_slot() -> int:
     """This worker's index in its local pool (with several GPUs, worker i takes GPU i)."""
     if _SLOT in os.environ:
         return int(os.environ[_SLOT])
-    try:
-        from distributed import get_worker
+    if "distributed" not in sys.modules:  # not a Dask worker (and no import to find out)
+        return 0
+    from distributed import get_worker
 
+    try:
         name = get_worker().name
-    except (ImportError, ValueError):  # not a Dask worker
+    except ValueError:  # Dask is loaded, but this is not one of its workers
         return 0
     return name if isinstance(name, int) else 0
 

@@ -37,6 +37,7 @@ SUMMARY_KEYS = {
     "custom_paths_unmatched",
     "bytes_read",
     "bytes_new",
+    "workers",
     "datapool_version",
     "committed",
     "source",
@@ -52,7 +53,7 @@ SUMMARY_KEYS = {
 def test_default_run_on_the_bundled_photos_then_tags_and_export(workdir: Path) -> None:
     summary = last_json(run("coresift", "run", "--n-samples", "5", "--json", cwd=workdir))
     assert set(summary) == SUMMARY_KEYS
-    assert summary["samples_selected"] == 5
+    assert (summary["samples_selected"], summary["workers"]) == (5, 1)
     assert Path(str(summary["report"])).is_file()  # the run's report, in the datapool
     assert summary["objects_new"] == len(list((workdir / "coresift-samples").glob("*.jpg")))
     tag = str(summary["tag"])

@@ -311,7 +311,7 @@ def test_the_form_shows_the_config_in_sections(stack: Stack) -> None:
         definitions["SourceConfig"]["properties"]
     )
     assert {"url", "storage_options", "block"} <= set(definitions["DatapoolConfig"]["properties"])
-    assert {"model", "threads", "shard_size", "frames", "video_limits"} <= set(
+    assert {"model", "runner", "device", "threads", "shard_size", "frames", "video_limits"} <= set(
         definitions["ProcessingConfig"]["properties"]
     )
     selection = definitions["SelectionConfig"]

@@ -4,10 +4,12 @@ variables clients use to find it (and removes them again)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -59,14 +61,14 @@ def _http_ok(url: str) -> bool:
 @contextmanager
 def _process(
     command: list[str], log: Path, env: dict[str, str] | None = None, kill: bool = False
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as output:
         # Its own process group: wrappers such as gcloud leave children that must stop too.
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         try:
-            yield
+            yield process
         finally:
             os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
             try:
@@ -324,10 +326,19 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def ray_head(workdir: Path, cpus: int = 2) -> Iterator[str]:
     """`ray start --head` on loopback; RAY_ADDRESS points at it."""
     port = free_port()
+    # Ray's sockets live under its temp dir, and socket paths must stay short
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))
     command = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1"]
     command += [f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false"]
-    command += ["--disable-usage-stats", f"--temp-dir={workdir / 'ray'}"]
-    address = f"127.0.0.1:{port}"
-    with _process(command, workdir / "ray.log"), _environment({"RAY_ADDRESS": address}):
-        wait_until(lambda: _port_open(port), "Ray head", timeout=120)
+    command += ["--disable-usage-stats", f"--temp-dir={temp}"]
+    address, log = f"127.0.0.1:{port}", workdir / "ray.log"
+    with _process(command, log) as process, _environment({"RAY_ADDRESS": address}):
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"ray start ended ({process.returncode}):\n{log.read_text()}")
+            return _port_open(port)
+
+        wait_until(ready, "Ray head", timeout=120)
         yield address
+    shutil.rmtree(temp, ignore_errors=True)
