@@ -1,6 +1,6 @@
-# coresift: the CLI, the notification bridges, and the flows for Docker work pools
-# (`prefect worker start ...`). Dependency ranges come from pyproject.toml, so the image gets
-# current releases within them.
+# coresift: the CLI, the notification bridges, and the job image of Prefect Docker work pools
+# (tests/test_docker.py runs the Docker worker's command against ENTRYPOINT and CMD).
+# Dependency ranges come from pyproject.toml, so the image gets current releases within them.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,5 +21,8 @@ RUN pip install ".[bridges,dask,ray]" \
     && python -c "from coresift.embedding import load_embedder; load_embedder('efficientnet-lite0')"
 
 COPY prefect.yaml ./
-ENTRYPOINT ["coresift"]
+# `docker run IMAGE run ...` runs `coresift run ...`; other programs run as given, so a Prefect
+# Docker work pool's `prefect flow-run execute` and `prefect worker start ...` work too.
+COPY infra/entrypoint.sh /usr/local/bin/coresift-entrypoint
+ENTRYPOINT ["coresift-entrypoint"]
 CMD ["--help"]
