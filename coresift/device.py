@@ -28,7 +28,7 @@ def cuda_devices() -> int:
     return min(present, len([d for d in visible.split(",") if d.strip() not in ("", "-1")]))
 
 
-def onnx_providers() -> list[str]:
+def _onnx_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
@@ -36,7 +36,7 @@ def onnx_providers() -> list[str]:
 
 def _unusable(runtime: str) -> str | None:
     """Why this machine cannot run `runtime` on a GPU, or None where it can."""
-    if runtime == "onnx" and "CUDAExecutionProvider" not in onnx_providers():
+    if runtime == "onnx" and "CUDAExecutionProvider" not in _onnx_providers():
         return (
             "onnxruntime has no CUDA provider here (install the gpu extra: "
             "pip install 'coresift[gpu]')"
