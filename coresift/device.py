@@ -18,6 +18,11 @@ CPU = "cpu"
 _NVIDIA_DEVICE = re.compile(r"nvidia\d+")
 
 
+def gpu_index(device: str) -> int:
+    """The GPU number of a resolved device ('cuda:N')."""
+    return int(device.partition(":")[2] or 0)
+
+
 def cuda_devices() -> int:
     """How many CUDA GPUs this process may use: the driver's device files, narrowed by
     CUDA_VISIBLE_DEVICES where a scheduler (Ray, a job system) sets it. Cheap: no torch."""

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from coresift.device import CPU, gpu_index
 from coresift.errors import ModelError
 from coresift.storage import open_url
 
@@ -92,9 +93,9 @@ def _pool(features: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 def _providers(device: str) -> list[Any]:
-    if device == "cpu":
+    if device == CPU:
         return ["CPUExecutionProvider"]
-    return [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)})]
+    return [("CUDAExecutionProvider", {"device_id": gpu_index(device)})]
 
 
 class OnnxEmbedder:
@@ -106,7 +107,7 @@ class OnnxEmbedder:
         identity: str,
         preprocess: Preprocess,
         threads: int,
-        device: str = "cpu",
+        device: str = CPU,
     ):
         import onnxruntime as ort
 
@@ -119,7 +120,7 @@ class OnnxEmbedder:
             self._session = ort.InferenceSession(model, options, providers=_providers(device))
         except Exception as error:  # onnxruntime raises its own untyped errors on bad graphs
             raise ModelError(f"cannot load ONNX model {identity}: {error}") from None
-        if device != "cpu" and self._session.get_providers()[0] != "CUDAExecutionProvider":
+        if device != CPU and self._session.get_providers()[0] != "CUDAExecutionProvider":
             # onnxruntime falls back to the CPU when CUDA's libraries fail to load
             raise ModelError(f"onnxruntime could not start CUDA for {identity} on {device}")
         self.device = device
@@ -136,7 +137,7 @@ class TorchEmbedder:
     """Runs a torch module (eager or TorchScript) in inference mode, on the CPU or a GPU."""
 
     def __init__(
-        self, module: Any, identity: str, preprocess: Preprocess, threads: int, device: str = "cpu"
+        self, module: Any, identity: str, preprocess: Preprocess, threads: int, device: str = CPU
     ):
         import torch
 
@@ -332,7 +333,7 @@ def model_runtime(model: str, runtime: Runtime) -> Runtime:
 
 @functools.lru_cache(maxsize=4)
 def load_embedder(
-    model: str, runtime: Runtime = "onnx", threads: int = 1, device: str = "cpu"
+    model: str, runtime: Runtime = "onnx", threads: int = 1, device: str = CPU
 ) -> Embedder:
     """The embedder for a model name, loaded once per process (a pool's worker loads it for
     its first shard and reuses it for every later one)."""

@@ -22,6 +22,7 @@ from PIL import Image
 
 from coresift import schema
 from coresift.config import ProcessingConfig
+from coresift.device import CPU
 from coresift.embedding import Embedder
 from coresift.errors import ACCESS_DENIED, VANISHED, EmptyFileError, MediaError, Reason
 from coresift.images import WORKING_SIZE, decode_image
@@ -226,7 +227,7 @@ def process_objects(
     if any(ref.kind == "unsupported" for ref in refs):
         raise ValueError("process_objects takes images and videos (plan_run sets the rest aside)")
     processing = processing or ProcessingConfig()
-    gpu = embedder.device != "cpu"
+    gpu = embedder.device != CPU
     _, decode_workers = processing.threads_for(cores or os.cpu_count() or 1, gpu)
     batch_size = processing.batch_for(gpu)
     decoder = _Decoder(embedder, options or {}, processing)

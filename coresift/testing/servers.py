@@ -3,6 +3,7 @@ variables clients use to find it (and removes them again)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -70,12 +71,20 @@ def _process(
         try:
             yield process
         finally:
-            os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _stop_group(process, signal.SIGKILL if kill else signal.SIGTERM)
+
+
+def _stop_group(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Send the process group `first`, then SIGKILL if it outlives 10 s; a group that is
+    gone already (a test killed it) is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextmanager
@@ -299,27 +308,16 @@ def dask_cluster(workdir: Path, workers: int = 2) -> Iterator[DaskCluster]:
         wait_until(lambda: _port_open(port), "Dask scheduler")
         processes = []
         for index in range(workers):
-            log = stack.enter_context(open(workdir / f"dask-worker-{index}.log", "wb"))
             command = [str(BIN / "dask"), "worker", f"tcp://{address}", "--host", "127.0.0.1"]
             command += ["--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", str(index)]
             command += ["--local-directory", str(workdir / f"dask-worker-{index}")]
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(_stop, process)
-            processes.append(process)
+            log = workdir / f"dask-worker-{index}.log"
+            processes.append(stack.enter_context(_process(command, log)))
         from distributed import Client
 
         with Client(f"tcp://{address}", timeout=60) as client:  # type: ignore[no-untyped-call]
             client.wait_for_workers(workers, timeout=120)
         yield DaskCluster(address, processes)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @contextmanager
