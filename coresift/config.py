@@ -90,12 +90,14 @@ class Location(Section):
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec options (endpoint_url, region, ...). Keep secrets in environment "
-        "variables or a Prefect Secret block, not here.",
+        "variables or a Prefect block, not here.",
     )
     block: str | None = Field(
         default=None,
-        description="Name of a Prefect Secret block whose JSON value holds more storage "
-        "options, credentials included; merged over storage_options when the run starts.",
+        description="A Prefect block holding credentials, merged over storage_options when "
+        "the run starts: NAME of a Secret block whose JSON value holds storage options, or "
+        "TYPE/NAME of a typed block: aws-credentials/NAME (prefect-aws), gcp-credentials/NAME "
+        "(prefect-gcp) or azure-blob-storage-credentials/NAME (prefect-azure).",
     )
 
 

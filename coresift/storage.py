@@ -111,9 +111,13 @@ def _s3_delta_options(options: dict[str, Any]) -> dict[str, str]:
         result["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):
             result["AWS_ALLOW_HTTP"] = "true"
-    for ours, theirs in (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY")):
+    named = (("key", "AWS_ACCESS_KEY_ID"), ("secret", "AWS_SECRET_ACCESS_KEY"))
+    for ours, theirs in (*named, ("token", "AWS_SESSION_TOKEN"), ("profile", "AWS_PROFILE")):
         if ours in options:
             result[theirs] = str(options[ours])
+    region = (options.get("client_kwargs") or {}).get("region_name")
+    if region:
+        result["AWS_REGION"] = str(region)
     return result
 
 
@@ -132,6 +136,9 @@ def _azure_delta_options(options: dict[str, Any]) -> dict[str, str]:
         result["azure_storage_account_key"] = str(key)
     if sas:
         result["azure_storage_sas_token"] = str(sas).lstrip("?")
+    for field in ("client_id", "client_secret", "tenant_id"):  # a service principal
+        if options.get(field):
+            result[f"azure_{field}"] = str(options[field])
     endpoint = str(parts.get("BlobEndpoint") or "").rstrip("/")
     if endpoint:  # a sovereign cloud, or Azurite (whose endpoint includes the account)
         result["azure_storage_endpoint"] = endpoint

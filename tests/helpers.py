@@ -45,11 +45,13 @@ def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     check: bool = True,
+    unset: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run one of the venv's commands (coresift, prefect) as a user would, output captured.
 
     Args:
         env: variables set on top of this process's environment.
+        unset: variables of this process's environment left out.
         check: raise with the command's stderr when it fails (pass False to inspect a
             failure).
     """
@@ -59,7 +61,7 @@ def run(
         text=True,
         cwd=cwd,
         timeout=600,
-        env={**os.environ, **(env or {})},
+        env={**{k: v for k, v in os.environ.items() if k not in unset}, **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -73,7 +73,7 @@ class Stack:
 
 def _create_subscription(pubsub: str) -> None:
     os.environ["PUBSUB_EMULATOR_HOST"] = pubsub
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     topic = f"projects/{GCP_PROJECT}/topics/uploads"
     pubsub_v1.PublisherClient().create_topic(name=topic)
