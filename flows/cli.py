@@ -1,4 +1,4 @@
-"""The `coresift` command: run the curate flow, list tags, export a tag's picks.
+"""The `coresift` command: run the curate flow, list tags, export picks or a whole datapool.
 
 User errors (bad config, unreachable source, busy datapool) print one line and exit 2;
 they never show a traceback.
@@ -15,6 +15,7 @@ from typing import Any
 
 from coresift.config import DEFAULT_DATAPOOL, build_config, load_config_file
 from coresift.errors import ConfigError, CoresiftError
+from coresift.export import FORMATS
 
 DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
 # Short commands whose last act is a scan of the datapool's Delta tables (see `main`).
@@ -124,11 +125,13 @@ def _tags(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from coresift.datapool import Datapool
-    from coresift.export import export_tag
+    from coresift.export import export
 
-    text = export_tag(Datapool(args.datapool), args.tag, args.format, args.output)
-    if text is not None:
-        sys.stdout.write(text)
+    exported = export(Datapool(args.datapool), args.tag, args.format, args.output, args.presign)
+    if exported.text is not None:
+        sys.stdout.write(exported.text)
+    else:
+        print(f"wrote {exported.samples} samples to {', '.join(exported.written)}")
     return 0
 
 
@@ -203,11 +206,28 @@ def parser() -> argparse.ArgumentParser:
     tags.add_argument("--datapool", default=DEFAULT_DATAPOOL)
     tags.set_defaults(handler=_tags)
 
-    export = commands.add_parser("export", help="print or write a tag's selected samples")
+    export = commands.add_parser(
+        "export", help="print or write a tag's picks, or every sample, for the next tool"
+    )
     export.add_argument("--datapool", default=DEFAULT_DATAPOOL)
-    export.add_argument("--tag", required=True)
-    export.add_argument("--format", choices=("txt", "parquet"), default="txt")
-    export.add_argument("--output", help="file or URL to write (required for parquet)")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tag", help="the tag whose picks to export, in pick order")
+    which.add_argument(
+        "--all", dest="tag", action="store_const", const=None, help="every sample, with its tags"
+    )
+    export.add_argument("--format", choices=FORMATS, default="txt")
+    export.add_argument(
+        "--output",
+        help="file or URL to write (required for parquet; txt, csv, labelstudio and coco "
+        "print without it); for fiftyone the dataset name (default coresift-TAG or "
+        "coresift-all)",
+    )
+    export.add_argument(
+        "--presign",
+        type=int,
+        metavar="SECONDS",
+        help="give cloud objects presigned HTTPS URLs valid this long",
+    )
     export.set_defaults(handler=_export)
 
     dump = commands.add_parser("dump", help="write a tag's images and video frames as files")

@@ -59,6 +59,13 @@ def azurite_server() -> Iterator[str]:
         yield connection
 
 
+@pytest.fixture(scope="session")
+def mongodb() -> Iterator[str]:
+    """A MongoDB for FiftyOne (set before fiftyone is first imported)."""
+    with servers.mongod(_SESSION_DIR) as uri:
+        yield uri
+
+
 def _bucket_name(request: pytest.FixtureRequest) -> str:
     name = request.node.name.lower()
     for char in "_[]":

@@ -15,7 +15,7 @@ from PIL import Image
 from coresift.config import FrameSampling, VideoLimits
 from coresift.datapool import Datapool
 from coresift.dump import dump_tag
-from coresift.export import export_tag
+from coresift.export import export
 from coresift.selection import embedding_matrix
 from coresift.testing.media import REAL_CLIPS, encode_video, jpeg_bytes, photo, real_clip
 from coresift.video import VideoOutcome, decode_frames
@@ -186,7 +186,7 @@ def test_dump_writes_frames_whose_pixels_match_the_decoded_frames(workdir: Path)
     (folder / "still.jpg").write_bytes(jpeg_bytes(photo(5)))
     curate_once(str(folder), pool, n_samples=5, tag="t", frames={"mode": "fps", "fps": 2})
     datapool = Datapool(pool)
-    lines = export_tag(datapool, "t", "txt", None)
+    lines = export(datapool, "t", "txt").text
     assert lines is not None
     frame_lines = [line for line in lines.splitlines() if "#frame=" in line]
     assert frame_lines and all(

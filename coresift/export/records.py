@@ -1,0 +1,133 @@
+"""What every export is made from: one record per sample, with where it lives, its metadata,
+the user's custom values and the tags that picked it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
+
+from coresift.datapool import Datapool
+
+# The measured metadata carried by every format (schema.SAMPLES names).
+METADATA = (
+    "width",
+    "height",
+    "channels",
+    "size_bytes",
+    "luminance",
+    "contrast",
+    "sharpness",
+    "snr",
+    "uniform_row_ratio",
+    "detail",
+    "content_hash",
+    "model",
+)
+
+
+def sample_locator(uri: str, frame_index: int | None) -> str:
+    """How a sample is named where a format has no frame notion: the object URI, plus
+    '#frame=N' for one frame of a video."""
+    return uri if frame_index is None else f"{uri}#frame={frame_index}"
+
+
+@dataclass
+class ExportRecord:
+    """One sample as the exports see it."""
+
+    sample_id: str
+    uri: str
+    frame_index: int | None
+    timestamp_s: float | None
+    metadata: dict[str, Any]
+    custom: dict[str, Any]
+    tags: list[str]
+    rank: int | None = None  # position in the exported tag's picks (None for --all)
+    distance: float | None = None
+    corrupt_reason: str | None = None
+    embedding: NDArray[np.float32] | None = field(default=None, repr=False)
+
+    @property
+    def locator(self) -> str:
+        return sample_locator(self.uri, self.frame_index)
+
+
+def export_records(
+    datapool: Datapool, tag: str | None, embeddings: bool = False
+) -> list[ExportRecord]:
+    """The records of a tag's picks in pick order, or of every current sample (tag None).
+
+    Args:
+        embeddings: also read each sample's embedding (for explorers that take vectors).
+    """
+    if tag is None:
+        table = datapool.samples([n for n in _COLUMNS if n not in ("rank", "distance")])
+        table = table.append_column("rank", pa.nulls(len(table), pa.int64()))
+        table = table.append_column("distance", pa.nulls(len(table), pa.float64()))
+    else:
+        table = datapool.tag_samples(tag).select(list(_COLUMNS))
+    tags_of = _tags_by_sample(datapool)
+    vectors = (
+        _embeddings(datapool, set(table.column("sample_id").to_pylist())) if embeddings else {}
+    )
+    return [
+        ExportRecord(
+            sample_id=row["sample_id"],
+            uri=row["uri"],
+            frame_index=row["frame_index"],
+            timestamp_s=row["timestamp_s"],
+            metadata={name: row[name] for name in METADATA},
+            custom=json.loads(row["custom"]) if row["custom"] else {},
+            tags=tags_of.get(row["sample_id"], []),
+            rank=row["rank"],
+            distance=row["distance"],
+            corrupt_reason=row["corrupt_reason"],
+            embedding=vectors.get(row["sample_id"]),
+        )
+        for row in table.to_pylist()
+    ]
+
+
+_COLUMNS = (
+    "sample_id",
+    "uri",
+    "frame_index",
+    "timestamp_s",
+    "corrupt_reason",
+    "custom",
+    *METADATA,
+    "rank",
+    "distance",
+)
+
+
+def _tags_by_sample(datapool: Datapool) -> dict[str, list[str]]:
+    """Every tag that picked each sample, in commit order."""
+    tags: dict[str, list[str]] = {}
+    table = datapool.tags()
+    for name, sample_id in zip(
+        table.column("tag").to_pylist(), table.column("sample_id").to_pylist(), strict=True
+    ):
+        names = tags.setdefault(sample_id, [])
+        if name not in names:
+            names.append(name)
+    return tags
+
+
+def _embeddings(datapool: Datapool, sample_ids: set[str]) -> dict[str, NDArray[np.float32]]:
+    table = datapool.samples(["sample_id", "embedding"], sample_ids)
+    table = table.filter(pc.invert(pc.is_null(table.column("embedding"))))
+    return {
+        sample_id: np.asarray(vector, np.float32)
+        for sample_id, vector in zip(
+            table.column("sample_id").to_pylist(),
+            table.column("embedding").to_pylist(),
+            strict=True,
+        )
+    }
