@@ -19,7 +19,7 @@ from coresift.datapool import Datapool
 from coresift.errors import ConfigError
 from coresift.export import export
 from coresift.export.records import sample_locator
-from coresift.testing.media import real_clip, write_images
+from coresift.testing.media import corrupt_files, real_clip, write_images
 from tests.helpers import curate_once, run
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -32,12 +32,14 @@ LABEL_CONFIG = """<View>
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """14 photos and a clip (frames at 1 fps), 8 picks in tag 't', then 3 more in 'u';
-    custom metadata 'camera' on every photo."""
+    """14 photos and a clip (frames at 1 fps), a broken photo and a broken video; 8 picks in
+    tag 't', then 3 more in 'u'; custom metadata 'camera' on every photo."""
     workdir = tmp_path_factory.mktemp("export")
     folder, pool = workdir / "in", str(workdir / "pool")
     write_images(folder, 0, 14)
     (folder / "bikes.mp4").write_bytes(real_clip("bikes.mp4"))
+    (folder / "broken.jpg").write_bytes(corrupt_files()["truncated.jpg"])
+    (folder / "broken.mp4").write_bytes(real_clip("bikes.mp4")[:2000])
     rows = [{"path": f"img-{i:04d}.jpg", "camera": f"cam{i % 3}"} for i in range(14)]
     (workdir / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     custom = {"url": str(workdir / "meta.jsonl")}
@@ -191,12 +193,19 @@ def test_export_all_puts_every_sample_in_fiftyone_with_its_tags(pool: str) -> No
         for u, f in zip(samples["uri"].to_pylist(), samples["frame_index"].to_pylist(), strict=True)
     }
     images, videos = _load_fiftyone("coresift-all"), _load_fiftyone("coresift-all-videos")
-    exported = images.values("source") + [s for f in videos.values("frames.source") for s in f]
+    whole_videos = [s for s in videos.values("source") if s]  # videos that did not decode
+    assert [Path(s).name for s in whole_videos] == ["broken.mp4"]
+    frames = [s for f in videos.values("frames.source") for s in f]
+    exported = images.values("source") + whole_videos + frames
     assert sorted(exported) == sorted(everything)
     for tag in ("t", "u"):
         tagged = images.match_tags(tag).values("source")
         assert set(tagged) == {p for p in _picks(pool, tag) if "#frame=" not in p}
     assert fo.load_dataset("coresift-all").info["coresift"].startswith("every sample")
+    broken = images.match({"corrupt_reason": {"$ne": None}}).values("source")
+    assert [Path(p).name for p in broken] == ["broken.jpg"]
+    csv_text = export(datapool, None, "csv").text or ""
+    assert "broken.jpg" in csv_text  # scripts see every sample, broken ones with a reason
 
 
 @pytest.mark.usefixtures("mongodb")

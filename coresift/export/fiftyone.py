@@ -9,12 +9,14 @@ counts frames from 1, so frame index N is frame N + 1).
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from coresift.errors import ConfigError
 from coresift.export.records import ExportRecord
+from coresift.media import IMAGE_FORMATS, VIDEO_EXTENSIONS
 from coresift.storage import is_local
 
 # Fields FiftyOne defines itself; a custom value of the same name gets a custom_ prefix.
@@ -35,18 +37,38 @@ def to_fiftyone(records: Sequence[ExportRecord], name: str, description: str) ->
         raise ConfigError(
             "--format fiftyone needs the fiftyone extra: pip install 'coresift[fiftyone]'"
         ) from None
-    images = [r for r in records if r.frame_index is None]
-    frames = [r for r in records if r.frame_index is not None]
+    _register_media_types()
+    images: list[ExportRecord] = []
+    videos: list[ExportRecord] = []
+    for record in records:
+        (videos if record.frame_index is not None or _is_video(record.uri) else images).append(
+            record
+        )
     written = []
-    if images or not frames:
+    if images or not videos:
         dataset = _fresh_dataset(fo, name, description)
         dataset.add_samples([_image_sample(fo, r) for r in images], progress=False)
         written.append(name)
-    if frames:
+    if videos:
         dataset = _fresh_dataset(fo, f"{name}-videos", description)
-        dataset.add_samples(_video_samples(fo, frames), progress=False)
+        dataset.add_samples(_video_samples(fo, videos), progress=False)
         written.append(dataset.name)
     return written
+
+
+def _register_media_types() -> None:
+    """FiftyOne tells images from videos by MIME type; some containers we read (.ts, .mts,
+    .y4m, ...) have none in Python's table."""
+    for extension in IMAGE_FORMATS:
+        if mimetypes.guess_type(f"x{extension}")[0] is None:
+            mimetypes.add_type(f"image/x-{extension[1:]}", extension)
+    for extension in VIDEO_EXTENSIONS:
+        if not (mimetypes.guess_type(f"x{extension}")[0] or "").startswith("video/"):
+            mimetypes.add_type(f"video/x-{extension[1:]}", extension)
+
+
+def _is_video(uri: str) -> bool:
+    return any(uri.lower().endswith(extension) for extension in VIDEO_EXTENSIONS)
 
 
 def _fresh_dataset(fo: Any, name: str, description: str) -> Any:
@@ -76,13 +98,18 @@ def _image_sample(fo: Any, record: ExportRecord) -> Any:
 
 
 def _video_samples(fo: Any, records: Sequence[ExportRecord]) -> list[Any]:
+    """One sample per video; its frames as frame records, a whole-video record (a video that
+    could not be decoded) as the sample's own fields."""
     videos: dict[str, Any] = {}
     for record in records:
         video = videos.get(record.uri)
         if video is None:
             video = videos[record.uri] = fo.Sample(filepath=_filepath(record.uri), tags=[])
         video.tags = sorted({*video.tags, *record.tags})
-        assert record.frame_index is not None
+        if record.frame_index is None:
+            for key, value in _fields(record).items():
+                video[key] = value
+            continue
         video.frames[record.frame_index + 1] = fo.Frame(
             timestamp_s=record.timestamp_s, coresift_tags=record.tags, **_fields(record)
         )
