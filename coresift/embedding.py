@@ -203,8 +203,14 @@ def _exported_onnx(build: Callable[[], Any], identity: str, size: int) -> str:
     safe = identity.replace(":", "_").replace("@", "-").replace("/", "-")
     target = cache_dir() / "onnx" / f"{safe}.onnx"
     if not target.exists():
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # an install that left PyTorch out (README: Footprint)
+            raise ModelError(
+                f"{identity} is not exported to ONNX yet ({target} is missing), and exporting "
+                "it once needs PyTorch: pip install torch torchvision, or copy the file from "
+                "a machine that has run this model"
+            ) from None
         module = build()
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()

@@ -19,6 +19,7 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="coresift-tests-"))
 os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
+os.environ["LIGHTLY_STUDIO_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
 os.environ.setdefault("CORESIFT_CACHE", str(_SESSION_DIR / "cache"))
 

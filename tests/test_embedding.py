@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,45 @@ def test_user_torchscript_and_onnx_files_by_url(workdir: Path) -> None:
     torch.jit.script(_TinyNet()).save(str(scripted))  # type: ignore[no-untyped-call]
     model_identity.cache_clear()
     assert model_identity(str(scripted)) != before  # new weights, new identity
+
+
+_WITHOUT_TORCH = """
+import sys
+class NotInstalled:  # as if PyTorch had been left out of the install
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in ("torch", "torchvision"):
+            raise ModuleNotFoundError(name)
+sys.meta_path.insert(0, NotInstalled())
+import numpy as np
+from coresift.embedding import load_embedder
+from coresift.errors import ModelError
+from coresift.testing.media import photo
+try:
+    embedder = load_embedder("efficientnet-lite0", "onnx", 1)
+except ModelError as error:
+    print("ModelError:", error)
+else:
+    print(embedder.embed(np.stack([embedder.preprocess(photo(0))])).shape)
+"""
+
+
+def test_the_onnx_path_needs_no_torch_once_the_model_is_exported(workdir: Path) -> None:
+    """The lighter install of the README: PyTorch is needed once, to export the model."""
+    load_embedder("efficientnet-lite0", "onnx", 1)  # exported into this session's cache
+    exported = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH], capture_output=True, text=True, check=True
+    )
+    assert exported.stdout.strip() == "(1, 1280)"
+    empty_cache = {**os.environ, "CORESIFT_CACHE": str(workdir / "empty-cache")}
+    fresh = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=empty_cache,
+    )
+    assert "is not exported to ONNX yet" in fresh.stdout
+    assert "exporting it once needs PyTorch: pip install torch torchvision" in fresh.stdout
 
 
 def test_unknown_models_are_clear_errors(workdir: Path) -> None:

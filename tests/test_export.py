@@ -216,3 +216,46 @@ def test_a_fiftyone_dataset_that_is_not_ours_is_never_replaced(pool: str) -> Non
     with pytest.raises(ConfigError, match="--output: FiftyOne dataset 'mine' exists"):
         export(Datapool(pool), "t", "fiftyone", "mine")
     assert fo.dataset_exists("mine")
+
+
+def test_lightly_studio_gets_our_embeddings_metadata_and_tags(pool: str, workdir: Path) -> None:
+    """The README's recipe, on LightlyStudio's own DuckDB database."""
+    from lightly_studio.database import db_manager
+    from lightly_studio.resolvers import (
+        collection_embedding_model_resolver,
+        sample_embedding_resolver,
+    )
+
+    from coresift.export.lightly_studio import load_into_lightly_studio
+
+    db_manager.connect(db_file=str(workdir / "lightly_studio.db"), cleanup_existing=True)
+    dataset = load_into_lightly_studio(Datapool(pool), "my-pool")
+
+    columns = ["uri", "frame_index", "sharpness", "corrupt_reason", "embedding"]
+    records = {
+        r["uri"]: r
+        for r in Datapool(pool).samples(columns).to_pylist()
+        if r["frame_index"] is None and not r["uri"].endswith(".mp4")
+    }
+    everything = list(dataset)
+    assert sorted(s.file_path_abs for s in everything) == sorted(records)  # each image once
+    broken = [s for s in everything if s.metadata["corrupt_reason"] is not None]
+    assert [Path(s.file_path_abs).name for s in broken] == ["broken.jpg"]
+    picked = {p for p in _picks(pool, "t") if "#frame=" not in p}
+    assert {s.file_path_abs for s in everything if "t" in s.tags} == picked
+    samples = [s for s in everything if s not in broken]
+    for sample in samples:
+        sharpness = records[sample.file_path_abs]["sharpness"]
+        assert sample.metadata["sharpness"] == pytest.approx(sharpness)
+        assert str(sample.metadata["custom_camera"]).startswith("cam")
+    model_id = collection_embedding_model_resolver.get_model_id_by_name(
+        session=dataset.session, collection_id=dataset.collection_id, embedding_model_name=None
+    )
+    stored = sample_embedding_resolver.get_by_sample_ids(
+        session=dataset.session,
+        sample_ids=[s.sample_id for s in samples],
+        embedding_model_id=model_id,
+    )
+    assert len(stored) == len(samples)
+    for sample, row in zip(samples, stored, strict=True):
+        assert np.allclose(row.embedding, records[sample.file_path_abs]["embedding"], atol=1e-6)

@@ -16,7 +16,7 @@ from typing import Any
 
 from coresift.errors import ConfigError
 from coresift.export.records import ExportRecord
-from coresift.media import IMAGE_FORMATS, VIDEO_EXTENSIONS
+from coresift.media import IMAGE_FORMATS, VIDEO_EXTENSIONS, kind_of
 from coresift.storage import is_local
 
 # Fields FiftyOne defines itself; a custom value of the same name gets a custom_ prefix.
@@ -41,9 +41,8 @@ def to_fiftyone(records: Sequence[ExportRecord], name: str, description: str) ->
     images: list[ExportRecord] = []
     videos: list[ExportRecord] = []
     for record in records:
-        (videos if record.frame_index is not None or _is_video(record.uri) else images).append(
-            record
-        )
+        is_video = record.frame_index is not None or kind_of(record.uri) == "video"
+        (videos if is_video else images).append(record)
     written = []
     if images or not videos:
         dataset = _fresh_dataset(fo, name, description)
@@ -65,10 +64,6 @@ def _register_media_types() -> None:
     for extension in VIDEO_EXTENSIONS:
         if not (mimetypes.guess_type(f"x{extension}")[0] or "").startswith("video/"):
             mimetypes.add_type(f"video/x-{extension[1:]}", extension)
-
-
-def _is_video(uri: str) -> bool:
-    return any(uri.lower().endswith(extension) for extension in VIDEO_EXTENSIONS)
 
 
 def _fresh_dataset(fo: Any, name: str, description: str) -> Any:
