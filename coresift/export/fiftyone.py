@@ -19,7 +19,7 @@ from coresift.export.records import ExportRecord
 from coresift.media import IMAGE_FORMATS, VIDEO_EXTENSIONS, kind_of
 from coresift.storage import is_local
 
-# Fields FiftyOne defines itself; a custom value of the same name gets a custom_ prefix.
+# Fields FiftyOne defines itself (custom values of these names get a custom_ prefix).
 _RESERVED = {"id", "filepath", "tags", "metadata", "media_type", "frames", "frame_number"}
 _MARKER = "coresift"  # the key in dataset.info that marks a dataset this command made
 
@@ -112,9 +112,9 @@ def _video_samples(fo: Any, records: Sequence[ExportRecord]) -> list[Any]:
 
 
 def _fields(record: ExportRecord) -> dict[str, Any]:
-    """The record's own fields: where it is, why it was picked, its measures and values."""
-    custom = {_field_name(key): value for key, value in record.custom.items()}
-    return {
+    """The record's own fields: where it is, why it was picked, its measures, then the
+    user's values (a name FiftyOne or coresift already uses gets a custom_ prefix)."""
+    fields = {
         "source": record.locator,
         "coresift_id": record.sample_id,
         "rank": record.rank,
@@ -122,13 +122,13 @@ def _fields(record: ExportRecord) -> dict[str, Any]:
         "corrupt_reason": record.corrupt_reason,
         "embedding": record.embedding,
         **{k: v for k, v in record.metadata.items() if k not in ("channels", "size_bytes")},
-        **custom,
     }
-
-
-def _field_name(key: str) -> str:
-    name = re.sub(r"\W", "_", key)
-    return f"custom_{name}" if name in _RESERVED or name.startswith("_") else name
+    for key, value in record.custom.items():
+        name = re.sub(r"\W", "_", key)
+        if name in fields or name in _RESERVED or name.startswith("_"):
+            name = f"custom_{name}"
+        fields[name] = value
+    return fields
 
 
 def _filepath(uri: str) -> str:

@@ -26,7 +26,7 @@ UrlOf = Callable[[ExportRecord], str | None]
 
 def to_txt(records: Sequence[ExportRecord], url_of: UrlOf) -> bytes:
     """One locator per line (or one URL, when they are presigned)."""
-    return "".join(f"{url_of(r) or r.locator}\n" for r in records).encode()
+    return "".join(f"{_with_frame(url_of(r), r) or r.locator}\n" for r in records).encode()
 
 
 def flat_rows(records: Sequence[ExportRecord], url_of: UrlOf) -> list[dict[str, Any]]:
@@ -74,11 +74,8 @@ def to_label_studio(records: Sequence[ExportRecord], url_of: UrlOf) -> bytes:
     `<Image value="$image"/>` opens; everything else shows as Data Manager columns."""
     tasks = []
     for r in _labelable(records):
-        url = url_of(r) or label_studio_url(r.uri)
-        if r.frame_index is not None:
-            url = f"{url}#frame={r.frame_index}"
         data = {
-            "image": url,
+            "image": _with_frame(url_of(r) or label_studio_url(r.uri), r),
             "source": r.locator,
             "frame_index": r.frame_index,
             "rank": r.rank,
@@ -130,6 +127,13 @@ def to_coco(records: Sequence[ExportRecord], url_of: UrlOf) -> bytes:
     if videos:
         document["videos"] = [{"id": vid, "name": uri} for uri, vid in videos.items()]
     return json.dumps(document, indent=1).encode()
+
+
+def _with_frame(url: str | None, record: ExportRecord) -> str | None:
+    """A URL of a video, pointed at the record's frame where it is one."""
+    if url is None or record.frame_index is None:
+        return url
+    return f"{url}#frame={record.frame_index}"
 
 
 def _labelable(records: Sequence[ExportRecord]) -> list[ExportRecord]:

@@ -37,7 +37,7 @@ def sample_locator(uri: str, frame_index: int | None) -> str:
     return uri if frame_index is None else f"{uri}#frame={frame_index}"
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: it holds an array
 class ExportRecord:
     """One sample as the exports see it."""
 
