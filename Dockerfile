@@ -16,9 +16,16 @@ COPY pyproject.toml README.md ./
 COPY coresift ./coresift
 COPY tasks ./tasks
 COPY flows ./flows
-RUN pip install ".[bridges,dask,ray]" \
+# EXTRAS: the notification bridges, Dask and Ray workers, and Prefect's typed credential blocks.
+# --build-arg KEEP_TORCH=false drops PyTorch (5.3 GB) once the default model is exported: the
+# ONNX path never imports it (README: Install size), but other models then cannot be exported.
+ARG EXTRAS=bridges,dask,ray,aws,gcp,azure
+ARG KEEP_TORCH=true
+RUN pip install ".[${EXTRAS}]" \
     # Export the default model to ONNX at build time, so containers start warm and offline.
-    && python -c "from coresift.embedding import load_embedder; load_embedder('efficientnet-lite0')"
+    && python -c "from coresift.embedding import load_embedder; load_embedder('efficientnet-lite0')" \
+    && if [ "$KEEP_TORCH" = false ]; then \
+        pip uninstall -y torch torchvision triton $(pip list | awk '/^nvidia-/{print $1}'); fi
 
 COPY prefect.yaml ./
 # `docker run IMAGE run ...` runs `coresift run ...`; other programs run as given, so a Prefect

@@ -11,11 +11,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coresift.config import DEFAULT_DATAPOOL, build_config, load_config_file
 from coresift.errors import ConfigError, CoresiftError
 from coresift.export import FORMATS
+
+if TYPE_CHECKING:
+    from coresift.datapool import Datapool
 
 DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
 # Short commands whose last act is a scan of the datapool's Delta tables (see `main`).
@@ -115,19 +118,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tags(args: argparse.Namespace) -> int:
+def _open_datapool(args: argparse.Namespace) -> Datapool:
+    """The datapool of a command's --datapool, with the credentials of its --block."""
     from coresift.datapool import Datapool
 
-    for entry in Datapool(args.datapool).tag_summary():
+    if not args.block:
+        return Datapool(args.datapool)
+    from tasks.credentials import block_options
+
+    return Datapool(args.datapool, block_options(args.block))
+
+
+def _tags(args: argparse.Namespace) -> int:
+    for entry in _open_datapool(args).tag_summary():
         print(f"{entry['tag']}\t{entry['samples']}\t{entry['run_id']}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from coresift.datapool import Datapool
     from coresift.export import export
 
-    exported = export(Datapool(args.datapool), args.tag, args.format, args.output, args.presign)
+    exported = export(_open_datapool(args), args.tag, args.format, args.output, args.presign)
     if exported.text is not None:
         sys.stdout.write(exported.text)
     else:
@@ -136,29 +147,26 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _dump(args: argparse.Namespace) -> int:
-    from coresift.datapool import Datapool
     from coresift.dump import dump_tag
 
-    sidecar = dump_tag(Datapool(args.datapool), args.tag, args.output, args.image_format)
+    sidecar = dump_tag(_open_datapool(args), args.tag, args.output, args.image_format)
     print(f"wrote {len(sidecar)} files and frames.parquet to {args.output}")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from coresift.datapool import Datapool
     from coresift.report import write_report
 
-    size = write_report(Datapool(args.datapool), args.output, tags=args.tag or None)
+    size = write_report(_open_datapool(args), args.output, tags=args.tag or None)
     print(f"wrote the report ({size / 1e6:.1f} MB) to {args.output}")
     return 0
 
 
 def _tag_create(args: argparse.Namespace) -> int:
-    from coresift.datapool import Datapool
     from coresift.tags import create_tag, read_locators
 
     locators = read_locators(args.source_file)
-    count = create_tag(Datapool(args.datapool), args.name, locators)
+    count = create_tag(_open_datapool(args), args.name, locators)
     skipped = len(locators) - count
     print(
         f"tag {args.name}: {count} samples"
@@ -179,6 +187,13 @@ def _bridge(args: argparse.Namespace) -> int:
         queue = bridge.StorageQueue(args.queue)
     bridge.serve(args.cloud, queue, args.source, args.datapool)
     return 0
+
+
+def _datapool_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    command.add_argument(
+        "--block", help="Prefect block with the datapool's credentials, as datapool.block"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -203,13 +218,13 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     tags = commands.add_parser("tags", help="list the datapool's tags")
-    tags.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    _datapool_arguments(tags)
     tags.set_defaults(handler=_tags)
 
     export = commands.add_parser(
         "export", help="print or write a tag's picks, or every sample, for the next tool"
     )
-    export.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    _datapool_arguments(export)
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--tag", help="the tag whose picks to export, in pick order")
     which.add_argument(
@@ -231,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     dump = commands.add_parser("dump", help="write a tag's images and video frames as files")
-    dump.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    _datapool_arguments(dump)
     dump.add_argument("--tag", required=True)
     dump.add_argument("--output", required=True, help="folder or URL to write into")
     dump.add_argument("--image-format", choices=("png", "jpeg"), default="png")
@@ -240,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="write a static HTML report of the datapool (reads no source)"
     )
-    report.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    _datapool_arguments(report)
     report.add_argument(
         "--tag", action="append", help="tag to focus on (repeatable; default: the latest run's)"
     )
@@ -252,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
     create = tag_commands.add_parser(
         "create", help="turn a list of samples (one URI or URI#frame=N per line) into a tag"
     )
-    create.add_argument("--datapool", default=DEFAULT_DATAPOOL)
+    _datapool_arguments(create)
     create.add_argument("--name", required=True, help="the new tag's name")
     create.add_argument(
         "--from", dest="source_file", required=True, help="file or URL listing the samples"

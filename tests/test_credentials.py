@@ -119,10 +119,13 @@ def test_an_aws_credentials_block_reaches_s3_without_environment_credentials(
     without = _run_with_block(workdir, source, pool, None, tuple(S3_CREDENTIALS))
     assert "Unable to locate credentials" in without.stderr
 
-    result = _run_with_block(
-        workdir, source, pool, "aws-credentials/coresift-test-s3", S3_VARIABLES
-    )
+    name = "aws-credentials/coresift-test-s3"
+    result = _run_with_block(workdir, source, pool, name, S3_VARIABLES)
     _assert_secret_kept(S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], result, pool)
+
+    tag = json.loads(result.stdout.strip().splitlines()[-1])["tag"]
+    export = ["export", "--datapool", pool, "--block", name, "--tag", tag]
+    assert len(run("coresift", *export, unset=S3_VARIABLES).stdout.splitlines()) == 2
 
 
 @pytest.mark.slow

@@ -12,20 +12,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from coresift.config import METADATA_FIELDS
 from coresift.datapool import Datapool
 
-# The measured metadata carried by every format (schema.SAMPLES names).
+# The measured metadata carried by every format: what strategies may use, and the model.
 METADATA = (
-    "width",
-    "height",
-    "channels",
-    "size_bytes",
-    "luminance",
-    "contrast",
-    "sharpness",
-    "snr",
-    "uniform_row_ratio",
-    "detail",
+    *(name for name in METADATA_FIELDS if name not in ("frame_index", "timestamp_s")),
     "content_hash",
     "model",
 )
