@@ -50,12 +50,10 @@ def export(
         raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if output is None and fmt not in (*_PRINTABLE, "fiftyone"):
         raise ConfigError(f"--output: --format {fmt} needs --output FILE")
-    if presign_s is not None and (presign_s <= 0 or fmt == "fiftyone"):
-        raise ConfigError(
-            f"--presign: {presign_s} is not a positive number of seconds"
-            if presign_s <= 0
-            else "--presign: FiftyOne datasets keep the objects' own paths"
-        )
+    if presign_s is not None and presign_s <= 0:
+        raise ConfigError(f"--presign: {presign_s} is not a positive number of seconds")
+    if presign_s and fmt == "fiftyone":
+        raise ConfigError("--presign: FiftyOne datasets keep the objects' own paths")
     records = export_records(datapool, tag, embeddings=fmt == "fiftyone")
     if fmt == "fiftyone":
         from coresift.export.fiftyone import to_fiftyone
