@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from coresift.config import ProcessingConfig
@@ -38,7 +39,7 @@ def make_images(folder: Path, count: int, size: tuple[int, int]) -> int:
     return total
 
 
-def bare_model_rate(embedder: Any, inputs: np.ndarray, batch_size: int) -> float:
+def bare_model_rate(embedder: Any, inputs: NDArray[Any], batch_size: int) -> float:
     """Images per second of the model alone on already-preprocessed inputs."""
     embedder.embed(inputs[:batch_size])  # warm-up
     start = time.perf_counter()

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
 
 from coresift.datapool import Datapool
@@ -183,7 +184,7 @@ def test_a_commit_retried_after_it_landed_finishes_without_writing_again(
     assert not list((workdir / "pool" / "_work").rglob("*.parquet"))  # cleanup finished
 
 
-def _junk() -> dict[str, np.ndarray]:
+def _junk() -> dict[str, NDArray[Any]]:
     rng = np.random.default_rng(7)
     return {
         "blank-white.png": np.full((480, 640, 3), 255, np.uint8),

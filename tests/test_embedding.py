@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 from PIL import Image
 
 from coresift.embedding import load_embedder, model_identity
@@ -18,7 +20,7 @@ from coresift.errors import ModelError
 from coresift.testing.media import distinct_image, jpeg_bytes, photo, photo_count
 
 
-def _batch(embedder_preprocess: object, count: int = 3) -> np.ndarray:
+def _batch(embedder_preprocess: object, count: int = 3) -> NDArray[Any]:
     return np.stack([embedder_preprocess(distinct_image(i)) for i in range(count)])  # type: ignore[operator]
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pytest
+from numpy.typing import NDArray
 
 from coresift import schema
 from coresift.config import SelectionConfig
@@ -14,7 +17,7 @@ from coresift.selection.greedy import Balance
 TEN = SelectionConfig(n_samples=10)
 
 
-def _points(n: int, d: int, seed: int) -> np.ndarray:
+def _points(n: int, d: int, seed: int) -> NDArray[Any]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, d)).astype(np.float32)
 
@@ -52,7 +55,7 @@ def test_same_seed_same_result_and_stops_when_exhausted() -> None:
     assert sorted(k_center_greedy(points, n_samples=60).indices) == list(range(50))
 
 
-def _sample_rows(embeddings: np.ndarray, hashes: list[str], corrupt: set[int]) -> pa.Table:
+def _sample_rows(embeddings: NDArray[Any], hashes: list[str], corrupt: set[int]) -> pa.Table:
     rows = [
         {
             "sample_id": f"s{i}",
@@ -123,10 +126,10 @@ def test_a_partial_scan_order_that_runs_out_falls_back_to_a_full_one(
 
 
 def keyed_reference(
-    points: np.ndarray,
-    fixed: np.ndarray | None,
+    points: NDArray[Any],
+    fixed: NDArray[Any] | None,
     n_samples: int,
-    log_prior: np.ndarray,
+    log_prior: NDArray[Any],
     exponent: float,
     exclusion: float,
     balance: Balance | None = None,
@@ -163,7 +166,7 @@ def keyed_reference(
     return picked
 
 
-def _balance(classes: np.ndarray, total: int | None) -> Balance:
+def _balance(classes: NDArray[Any], total: int | None) -> Balance:
     targets = np.array([0.5, 0.3, 0.2])
     return Balance(classes.copy(), targets, np.array([1, 0, 0]), total)
 

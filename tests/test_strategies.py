@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from numpy.typing import NDArray
 
 from coresift.config import SelectionConfig
 from coresift.embedding import load_embedder
@@ -100,7 +101,7 @@ def test_weights_raise_or_lower_the_weighted_field(samples: pa.Table, strength: 
     assert (after > before) if strength > 0 else (after < before)
 
 
-def _distance_to(points: np.ndarray, query: np.ndarray) -> float:
+def _distance_to(points: NDArray[Any], query: NDArray[Any]) -> float:
     """Mean distance of the points to their nearest query point."""
     return float(np.linalg.norm(points[:, None] - query[None], axis=-1).min(axis=1).mean())
 

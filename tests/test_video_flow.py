@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from numpy.typing import NDArray
 from PIL import Image
 
 from coresift.config import FrameSampling, VideoLimits
@@ -51,7 +53,7 @@ def test_three_real_videos_are_read_once_and_picks_span_them_all(
     assert (again.objects_new, again.bytes_read, again.samples_selected) == (0, 0, 0)
 
 
-def _min_pairwise(vectors: np.ndarray) -> float:
+def _min_pairwise(vectors: NDArray[Any]) -> float:
     distances = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
     return float(distances[np.triu_indices(len(vectors), 1)].min())
 

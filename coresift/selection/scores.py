@@ -86,6 +86,7 @@ def mean_neighbour_distances(
     all points or, beyond TYPICALITY_REFERENCE, a seeded sample of them (blocked: no n x n
     matrix is ever built)."""
     count = len(points)
+    reference: NDArray[np.signedinteger[Any]]
     if count <= TYPICALITY_REFERENCE:
         reference = np.arange(count)
     else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from coresift.samples import sample_photos
@@ -90,7 +91,7 @@ def encode_video(
     gop: int = 10,
     pts: list[int] | None = None,
     options: dict[str, str] | None = None,
-) -> list[np.ndarray]:
+) -> list[NDArray[Any]]:
     """Encode a clip that pans across a real photo; return the RGB frames that went in.
 
     pts (in 1/fps units) makes a variable-frame-rate clip; options go to the muxer.
