@@ -17,7 +17,6 @@ from typing import Any
 from coresift.errors import ConfigError
 from coresift.export.records import ExportRecord
 from coresift.media import IMAGE_FORMATS, VIDEO_EXTENSIONS, kind_of
-from coresift.storage import is_local
 
 # Fields FiftyOne defines itself (custom values of these names get a custom_ prefix).
 _RESERVED = {"id", "filepath", "tags", "metadata", "media_type", "frames", "frame_number"}
@@ -87,9 +86,7 @@ def _image_sample(fo: Any, record: ExportRecord) -> Any:
             num_channels=metadata["channels"],
             size_bytes=metadata["size_bytes"],
         )
-    return fo.Sample(
-        filepath=_filepath(record.uri), tags=record.tags, metadata=image, **_fields(record)
-    )
+    return fo.Sample(filepath=record.uri, tags=record.tags, metadata=image, **_fields(record))
 
 
 def _video_samples(fo: Any, records: Sequence[ExportRecord]) -> list[Any]:
@@ -99,7 +96,7 @@ def _video_samples(fo: Any, records: Sequence[ExportRecord]) -> list[Any]:
     for record in records:
         video = videos.get(record.uri)
         if video is None:
-            video = videos[record.uri] = fo.Sample(filepath=_filepath(record.uri), tags=[])
+            video = videos[record.uri] = fo.Sample(filepath=record.uri, tags=[])
         video.tags = sorted({*video.tags, *record.tags})
         if record.frame_index is None:
             for key, value in _fields(record).items():
@@ -129,7 +126,3 @@ def _fields(record: ExportRecord) -> dict[str, Any]:
             name = f"custom_{name}"
         fields[name] = value
     return fields
-
-
-def _filepath(uri: str) -> str:
-    return uri.removeprefix("file://") if is_local(uri) else uri

@@ -36,7 +36,7 @@ def load_into_lightly_studio(datapool: Datapool, name: str = "coresift") -> Any:
         for r in export_records(datapool, None, embeddings=True)
         if r.frame_index is None and kind_of(r.uri) != "video"
     ]
-    by_path = {_path(r.uri): r for r in records}
+    by_path = {r.uri: r for r in records}
     vectors = {path: r.embedding for path, r in by_path.items() if r.embedding is not None}
     if not vectors:
         raise ConfigError(f"datapool {datapool.url} holds no embedded image to load")
@@ -56,11 +56,10 @@ def load_into_lightly_studio(datapool: Datapool, name: str = "coresift") -> Any:
 
 def common_root(uris: Sequence[str]) -> str:
     """The deepest folder (or bucket prefix) that holds every URI."""
-    paths = [_path(uri) for uri in uris]
-    if all(is_local(p) for p in paths):
-        return posixpath.commonpath([posixpath.dirname(p) for p in paths])
-    scheme = paths[0].split("://", 1)[0]
-    keys = [p.split("://", 1)[1] for p in paths]
+    if all(is_local(uri) for uri in uris):
+        return posixpath.commonpath([posixpath.dirname(uri) for uri in uris])
+    scheme = uris[0].split("://", 1)[0]
+    keys = [uri.split("://", 1)[1] for uri in uris]
     return f"{scheme}://{posixpath.commonpath([posixpath.dirname(k) for k in keys])}"
 
 
@@ -89,7 +88,3 @@ def _metadata(record: ExportRecord) -> dict[str, Any]:
     if record.corrupt_reason:  # LightlyStudio may still show what coresift could not decode
         values["corrupt_reason"] = record.corrupt_reason
     return {**values, **{f"custom_{k}": v for k, v in record.custom.items()}}
-
-
-def _path(uri: str) -> str:
-    return uri.removeprefix("file://")

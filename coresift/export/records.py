@@ -58,16 +58,21 @@ def export_records(
     Args:
         embeddings: also read each sample's embedding (for explorers that take vectors).
     """
-    if tag is None:
-        table = datapool.samples([n for n in _COLUMNS if n not in ("rank", "distance")])
+    vectors: dict[str, NDArray[np.float32]] = {}
+    if tag is None:  # one scan, embeddings included when asked for
+        wanted = [n for n in _COLUMNS if n not in ("rank", "distance")]
+        table = datapool.samples([*wanted, "embedding"] if embeddings else wanted)
         table = table.append_column("rank", pa.nulls(len(table), pa.int64()))
         table = table.append_column("distance", pa.nulls(len(table), pa.float64()))
-    else:
+        if embeddings:
+            vectors = _vectors(table)
+            table = table.drop_columns(["embedding"])  # not converted row by row below
+    else:  # the picks' rows come without embeddings: read only theirs
         table = datapool.tag_samples(tag).select(list(_COLUMNS))
+        if embeddings:
+            picked = set(table.column("sample_id").to_pylist())
+            vectors = _vectors(datapool.samples(["sample_id", "embedding"], picked))
     tags_of = _tags_by_sample(datapool)
-    vectors = (
-        _embeddings(datapool, set(table.column("sample_id").to_pylist())) if embeddings else {}
-    )
     return [
         ExportRecord(
             sample_id=row["sample_id"],
@@ -112,8 +117,8 @@ def _tags_by_sample(datapool: Datapool) -> dict[str, list[str]]:
     return tags
 
 
-def _embeddings(datapool: Datapool, sample_ids: set[str]) -> dict[str, NDArray[np.float32]]:
-    table = datapool.samples(["sample_id", "embedding"], sample_ids)
+def _vectors(table: pa.Table) -> dict[str, NDArray[np.float32]]:
+    """Each row's embedding by sample id (rows without one are left out)."""
     table = table.filter(pc.invert(pc.is_null(table.column("embedding"))))
     return {
         sample_id: np.asarray(vector, np.float32)

@@ -7,10 +7,7 @@ can instead be a presigned HTTPS URL, valid for a number of seconds, which every
 
 from __future__ import annotations
 
-import functools
 from urllib.parse import quote
-
-from fsspec import AbstractFileSystem
 
 from coresift.errors import ConfigError
 from coresift.storage import describe_error, is_local, open_url, protocol_of
@@ -37,13 +34,8 @@ def presigned_url(uri: str, seconds: int) -> str:
     """
     if is_local(uri):
         raise ConfigError(f"--presign: {uri} is a local file; only cloud objects can be signed")
-    fs, path = _filesystem(uri.split("://", 1)[0]), uri.split("://", 1)[1]
+    fs, path = open_url(uri)
     try:
         return str(fs.sign(path, expiration=seconds))
     except Exception as error:  # each backend fails in its own way
         raise ConfigError(f"--presign: cannot sign {uri}: {describe_error(error)}") from None
-
-
-@functools.cache
-def _filesystem(protocol: str) -> AbstractFileSystem:
-    return open_url(f"{protocol}://")[0]
