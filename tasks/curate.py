@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ from coresift import schema
 from coresift.config import CurateConfig
 from coresift.custom import CustomMetadata, attach
 from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
+from coresift.datapool.delta import Rows
 from coresift.device import CPU, resolve_device
 from coresift.embedding import load_embedder, model_identity, model_runtime
 from coresift.errors import ConfigError, DatapoolBusyError, ModelError, SourceNotFoundError
@@ -74,6 +76,7 @@ class PicksOutput(BaseModel):
 
     name: str
     filtered_name: str
+    picks_name: str
     selected: int
     preselected: int
     filtered: dict[str, int]
@@ -248,12 +251,12 @@ def process_shards(
         return wait_with_progress(futures, [len(g) for g in groups], "processing")
 
 
-_PARTS = {"samples": schema.SAMPLES, "objects": schema.OBJECTS, "thumbnails": schema.THUMBNAILS}
+_PARTS = ("samples", "objects", "thumbnails")
 
 
-def _run_table(datapool: Datapool, shards: list[ShardOutput], part: str) -> pa.Table:
-    tables = [datapool.work.read(f"{s.name}-{part}") for s in shards]
-    return pa.concat_tables(tables) if tables else _PARTS[part].empty_table()
+def _parts(shards: list[ShardOutput], part: str) -> list[str]:
+    """The work artifacts of one part of every shard."""
+    return [f"{s.name}-{part}" for s in shards]
 
 
 @task(**IO_RETRIES)
@@ -270,12 +273,13 @@ def select_samples(
     whose objects are still there (those this run found gone are not)."""
     datapool = _datapool(config)
     custom = _custom(datapool, custom_output)
-    samples = attach(_run_table(datapool, shards, "samples"), custom)
-    earlier = schema.SAMPLES.empty_table()
-    if not config.process_all:
-        earlier = datapool.samples(sample_ids=datapool.selected_sample_ids())
-        still_there = pc.invert(pc.is_in(earlier.column("uri"), pa.array(gone, pa.string())))
-        earlier = attach(earlier.filter(still_there), custom)
+    parts = [
+        attach(schema.compact(t), custom) for t in datapool.work.tables(_parts(shards, "samples"))
+    ]
+    samples = pa.concat_tables(parts) if parts else schema.compact(schema.SAMPLES.empty_table())
+    earlier = schema.compact(schema.SAMPLES.empty_table())
+    if len(samples) and not config.process_all:  # no new samples: no earlier pick is read
+        earlier = attach(datapool.picked_samples(_pick_columns(config), leave_out=gone), custom)
     queries = {
         index: query_embeddings(
             strategy.query,
@@ -291,9 +295,13 @@ def select_samples(
     picks = choose(
         samples, earlier, model=model_identity, selection=config.selection, tag=tag, queries=queries
     )
-    names = f"runs/{run_id}/picks", f"runs/{run_id}/filtered"
+    names = f"runs/{run_id}/tags", f"runs/{run_id}/filtered", f"runs/{run_id}/picks"
     datapool.work.write(names[0], picks.tags)
     datapool.work.write(names[1], picks.filtered)
+    picked = pc.is_in(samples.column("sample_id"), value_set=picks.tags.column("sample_id"))
+    datapool.work.write(
+        names[2], schema.pack_compact(samples.filter(picked).select(schema.PICKS.names))
+    )
     filtered = _counts(picks.filtered.column("reason").to_pylist())
     logger = get_run_logger()
     logger.info(
@@ -308,11 +316,20 @@ def select_samples(
     return PicksOutput(
         name=names[0],
         filtered_name=names[1],
+        picks_name=names[2],
         selected=len(picks.tags),
         preselected=picks.preselected,
         filtered=filtered,
         notes=picks.notes,
     )
+
+
+def _pick_columns(config: CurateConfig) -> list[str]:
+    """What selection needs of earlier picks: schema.PICKS, and the inputs of balance
+    strategies (their classes count the earlier picks)."""
+    inputs = [s.input for s in config.selection.strategies if s.type == "balance"]
+    extra = ["custom" if i.startswith("custom.") else i.removeprefix("metadata.") for i in inputs]
+    return list(dict.fromkeys([*schema.PICKS.names, *extra]))
 
 
 def _counts(reasons: list[str]) -> dict[str, int]:
@@ -364,8 +381,9 @@ def commit_run(
         else:
             get_run_logger().info("committing run %s to %s", run_id, datapool.url)
             _commit(datapool, plan, outputs, picks, custom_output, summary, started_at)
-    work = [picks.name, picks.filtered_name, *([custom_output.name] if custom_output.name else [])]
-    datapool.work.remove([*work, *(f"{o.name}-{part}" for o in outputs for part in _PARTS)])
+    work = [picks.name, picks.filtered_name, picks.picks_name]
+    work += [custom_output.name] if custom_output.name else []
+    datapool.work.remove([*work, *(name for part in _PARTS for name in _parts(outputs, part))])
     create_markdown_artifact(
         "\n".join(["```", *describe(summary), "```"]),
         key="coresift-run",
@@ -391,20 +409,23 @@ def _commit(
     summary: RunSummary,
     started_at: str,
 ) -> None:
-    """Append the run's rows from its work artifacts to the datapool tables, runs row last."""
-    objects = [
-        _run_table(datapool, outputs, "objects"),
-        gone_rows(plan.gone),
-        unsupported_rows(plan.unsupported_new),
-    ]
-    rows = {
-        "samples": attach(
-            _run_table(datapool, outputs, "samples"), _custom(datapool, custom_output)
-        ),
-        "objects": pa.concat_tables(objects),
-        "tags": datapool.work.read(picks.name),
-        "filtered": datapool.work.read(picks.filtered_name),
-        "thumbnails": _run_table(datapool, outputs, "thumbnails"),
+    """Append the run's rows from its work artifacts to the datapool tables, runs row last,
+    one shard at a time."""
+    custom = _custom(datapool, custom_output)
+    work = datapool.work
+
+    def objects() -> Iterator[pa.Table]:
+        yield from work.tables(_parts(outputs, "objects"))
+        yield gone_rows(plan.gone)
+        yield unsupported_rows(plan.unsupported_new)
+
+    rows: dict[str, Rows] = {
+        "samples": lambda: (attach(t, custom) for t in work.tables(_parts(outputs, "samples"))),
+        "objects": objects,
+        "tags": work.read(picks.name),
+        "filtered": work.read(picks.filtered_name),
+        "picks": work.read(picks.picks_name),
+        "thumbnails": lambda: work.tables(_parts(outputs, "thumbnails")),
     }
     commit.commit_run(
         datapool.tables,

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from coresift import schema
-from coresift.datapool.delta import DeltaTables
+from coresift.datapool.delta import DeltaTables, Rows
 from coresift.errors import UNSUPPORTED, DatapoolBusyError
 from coresift.listing import ObjectRef
 
@@ -32,14 +32,14 @@ def commit_run(
     *,
     run_id: str,
     expected_version: int,
-    rows: Mapping[str, pa.Table],
+    rows: Mapping[str, Rows],
     run_row: dict[str, Any],
 ) -> int:
     """Append one run's rows to each table, runs row last; return the new datapool version.
 
     Args:
-        rows: the run's rows by table name (objects, samples, tags, filtered), without
-            run_id, which is added here.
+        rows: the run's rows by table name (objects, samples, tags, filtered, picks,
+            thumbnails), without run_id, which is added here; parts are streamed.
         run_row: the runs table's row (tag, started_at, summary_json).
 
     Call it while holding the datapool's lock. Safe to retry: appends an earlier attempt
@@ -57,9 +57,8 @@ def commit_run(
             f"{expected_version} -> {current}): another run committed. Nothing was "
             "written; run again to process what is still new."
         )
-    for name, table in rows.items():
-        if len(table):
-            tables.append(name, schema.with_run_id(table, run_id), run_id)
+    for name, table_rows in rows.items():
+        tables.append(name, table_rows, run_id)
     runs = tables.read("runs", ["run_id"])
     run = {**run_row, "run_id": run_id, "sequence": 0 if runs is None else len(runs)}
     tables.append("runs", pa.Table.from_pylist([run], schema=schema.RUNS), run_id)

@@ -8,6 +8,10 @@ already instead of deleting leftovers by hand.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
+from typing import TypeAlias
+
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -22,9 +26,15 @@ SCHEMAS = {
     "samples": schema.SAMPLES,
     "tags": schema.TAGS,
     "filtered": schema.FILTERED,
+    "picks": schema.PICKS,
     "thumbnails": schema.THUMBNAILS,
     "runs": schema.RUNS,
 }
+
+
+Rows: TypeAlias = pa.Table | Callable[[], Iterable[pa.Table]]
+"""One table's rows of a run: a table, or a function that yields them in parts, so that an
+append streams them (a retried append calls it again) and never holds them all at once."""
 
 
 def run_transaction(run_id: str) -> str:
@@ -92,21 +102,30 @@ class DeltaTables:
         table = self.open(name)
         return table is not None and table.transaction_version(run_transaction(run_id)) is not None
 
-    def append(self, name: str, rows: pa.Table, run_id: str) -> None:
-        """Append a run's rows to a table, once: a repeated call for the same run does nothing,
-        so a failed attempt is simply made again."""
+    def append(self, name: str, rows: Rows, run_id: str) -> None:
+        """Append a run's rows to a table, with their run_id, once: a repeated call for the same run
+        does nothing, so a failed attempt is simply made again. No rows, no append."""
         retried(
             lambda: self._append_once(name, rows, run_id),
             f"appending to {self.uri(name)}",
             (OSError,),
         )
 
-    def _append_once(self, name: str, rows: pa.Table, run_id: str) -> None:
+    def _append_once(self, name: str, rows: Rows, run_id: str) -> None:
         if self.has_run(name, run_id):
             return
+        parts = iter([rows] if isinstance(rows, pa.Table) else rows())
+        first = next((part for part in parts if len(part)), None)
+        if first is None:
+            return
+        first = _with_run_id(first, run_id)
+        rest = (_with_run_id(part, run_id).cast(first.schema) for part in parts)
+        batches = itertools.chain.from_iterable(
+            t.to_batches() for t in itertools.chain([first], rest)
+        )
         write_deltalake(
             self.uri(name),
-            rows,
+            pa.RecordBatchReader.from_batches(first.schema, batches),
             mode="append",
             schema_mode="merge",  # columns added by newer versions join the table's schema
             storage_options=self._options,
@@ -114,3 +133,7 @@ class DeltaTables:
                 app_transactions=[Transaction(app_id=run_transaction(run_id), version=0)]
             ),
         )
+
+
+def _with_run_id(rows: pa.Table, run_id: str) -> pa.Table:
+    return rows if "run_id" in rows.column_names else schema.with_run_id(rows, run_id)

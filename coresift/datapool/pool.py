@@ -4,7 +4,7 @@ work area wired to one URL (a run commits with `commit.commit_run(datapool.table
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +132,46 @@ class Datapool:
         return dict(
             zip(table["sample_id"].to_pylist(), table["thumbnail"].to_pylist(), strict=True)
         )
+
+    def picked_samples(
+        self, columns: Sequence[str] = schema.PICKS.names, leave_out: Sequence[str] = ()
+    ) -> pa.Table:
+        """The samples that committed tags picked, one row each, whose objects are current
+        and not in leave_out, with compact embeddings (schema.PICKS) and other columns.
+
+        The rows come from the `picks` table, which runs fill as they pick, so the samples
+        table is read only for picks it lacks (tags that `coresift tag create` made, and
+        datapools older than it) and for columns beyond schema.PICKS, without embeddings.
+        """
+        wanted = self.selected_sample_ids()
+        states = self.objects()
+        gone = set(leave_out)
+        picks = self.committed("picks", [*schema.PICKS.names, "run_id"])
+        stored = schema.PICKS.empty_table() if picks is None else picks
+        found = schema.unpack_compact(stored.select(schema.PICKS.names))
+        missing = wanted - set(found.column("sample_id").to_pylist())
+        if missing:
+            older = self.samples(schema.PICKS.names, sample_ids=missing)
+            found = pa.concat_tables([found, schema.compact(older)])
+        keep: dict[str, int] = {}  # the first row of each current pick
+        rows = _rows(found, "sample_id", "uri", "version")
+        for row, (sample_id, uri, version) in enumerate(rows):
+            state = states.get(uri)
+            if (
+                sample_id in wanted
+                and sample_id not in keep
+                and uri not in gone
+                and state is not None
+                and state.status != "gone"
+                and state.version == version
+            ):
+                keep[sample_id] = row
+        picked = found.take(pa.array(sorted(keep.values()), pa.int64()))
+        extra = [c for c in columns if c not in schema.PICKS.names]
+        if extra:
+            more = self.samples(["sample_id", *extra], sample_ids=set(keep))
+            picked = picked.join(more, "sample_id", join_type="left outer")
+        return picked.sort_by("sample_id").select(list(columns))
 
     def selected_sample_ids(self) -> set[str]:
         """Every sample id that any committed tag picked."""

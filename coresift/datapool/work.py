@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,6 +47,12 @@ class WorkArea:
                 f"processing artifact {path} is missing: delete the whole {self.root} "
                 "folder (it retires cached shards with it) and run again"
             ) from None
+
+    def tables(self, names: list[str]) -> Iterator[pa.Table]:
+        """The artifacts, read one at a time as they are used (so a run's parts can be
+        streamed into a commit without all of them in memory)."""
+        for name in names:
+            yield self.read(name)
 
     def remove(self, names: list[str]) -> None:
         """Delete artifacts, and the local folders they leave empty; those already gone are

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from coresift.datapool import Datapool
 from coresift.errors import DatapoolError
 from coresift.selection import embedding_matrix
+from coresift.selection.greedy import widened
 
 # Metrics offered for colouring the map and drawn as histograms.
 METRICS = ("luminance", "contrast", "sharpness", "detail", "snr", "width", "height")
@@ -98,7 +99,7 @@ def gather(datapool: Datapool, focus: list[str] | None = None, run_id: str | Non
         summary=summary,
         run_id=focus_run,
         samples=samples.drop_columns(["embedding"]),
-        embeddings=embedding_matrix(samples),
+        embeddings=widened(embedding_matrix(samples)),
         tags=tags,
         filtered=filtered,
         runs=len(curate_runs),

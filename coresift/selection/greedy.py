@@ -16,11 +16,21 @@ is the textbook version that tests compare it with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 _CHUNK = 65_536  # rows per distance block: bounds temporary memory to about CHUNK x centers
+
+# Embeddings as float32, or float16 (compact: half the memory of a selection's candidates).
+# Arithmetic is always float32: blocks are widened as they are used.
+Vectors = NDArray[np.floating[Any]]
+
+
+def widened(vectors: Vectors) -> NDArray[np.float32]:
+    """The vectors as float32 (no copy when they are float32 already)."""
+    return vectors.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -99,10 +109,9 @@ class Balance:
         ]
 
 
-def squared_distances(
-    points: NDArray[np.float32], centers: NDArray[np.float32]
-) -> NDArray[np.float32]:
+def squared_distances(points: Vectors, centers: Vectors) -> NDArray[np.float32]:
     """Squared Euclidean distances, clipped at 0 against rounding."""
+    points, centers = widened(points), widened(centers)
     sq = (
         np.einsum("ij,ij->i", points, points)[:, None]
         - 2.0 * points @ centers.T
@@ -142,8 +151,8 @@ class _Keys:
 
 
 def greedy_select(
-    candidates: NDArray[np.float32],
-    fixed_centers: NDArray[np.float32] | None = None,
+    candidates: Vectors,
+    fixed_centers: Vectors | None = None,
     *,
     n_samples: int | None = None,
     min_distance: float | None = None,
@@ -180,17 +189,20 @@ def greedy_select(
     """
     if n_samples is None and min_distance is None and exclusion <= 0:
         raise ValueError("greedy_select needs n_samples, min_distance, or both")
-    points = np.ascontiguousarray(candidates, dtype=np.float32)
+    points = candidates if candidates.dtype == np.float16 else widened(candidates)
     limit = len(points) if n_samples is None else min(n_samples, len(points))
     centers = (
         np.empty((0, points.shape[1]), np.float32)
         if fixed_centers is None
-        else np.ascontiguousarray(fixed_centers, dtype=np.float32)
+        else widened(fixed_centers)
     )
     if balance is not None and log_prior is None:
         log_prior = np.zeros(len(points))
     keys = _Keys(log_prior, exponent, max(float(min_distance or 0.0), exclusion) ** 2)
-    norms = np.einsum("ij,ij->i", points, points)
+    norms = np.concatenate(
+        [_norms(widened(points[s : s + _CHUNK])) for s in range(0, len(points), _CHUNK)]
+        or [np.empty(0, np.float32)]
+    )
     nearest = np.full(len(points), np.inf, dtype=np.float32)
     if len(centers):
         _fold(points, norms, nearest, centers)
@@ -238,8 +250,8 @@ def greedy_select(
 
 
 def k_center_greedy(
-    candidates: NDArray[np.float32],
-    fixed_centers: NDArray[np.float32] | None = None,
+    candidates: Vectors,
+    fixed_centers: Vectors | None = None,
     n_samples: int | None = None,
     min_distance: float | None = None,
     seed: int = 0,
@@ -311,7 +323,7 @@ class _Search:
     (the keys are logarithms then, since balance implies a prior).
     """
 
-    points: NDArray[np.float32]
+    points: Vectors
     nearest: NDArray[np.float32]
     keys: _Keys
     pending: list[int]
@@ -356,19 +368,20 @@ class _Search:
 
 
 def _fold(
-    points: NDArray[np.float32],
+    points: Vectors,
     norms: NDArray[np.float32],
     nearest: NDArray[np.float32],
-    centers: NDArray[np.float32],
+    centers: Vectors,
 ) -> None:
     """Lower every stored distance to account for new centers (picked ones stay at -1).
 
     min_j |x - c_j|^2 = |x|^2 + min_j (|c_j|^2 - 2 x.c_j): one matrix product and two
     in-place passes per block, the cost that dominates large selections.
     """
-    center_norms = np.einsum("ij,ij->i", centers, centers)
+    centers = widened(centers)
+    center_norms = _norms(centers)
     for start in range(0, len(points), _CHUNK):
-        products = points[start : start + _CHUNK] @ centers.T
+        products = widened(points[start : start + _CHUNK]) @ centers.T
         products *= -2.0
         products += center_norms
         block = products.min(axis=1)
@@ -378,8 +391,14 @@ def _fold(
         np.minimum(part, block, out=part, where=part >= 0)
 
 
-def nearest_centers(points: NDArray[np.float32], centers: NDArray[np.float32]) -> NDArray[np.intp]:
+def _norms(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms: NDArray[np.float32] = np.einsum("ij,ij->i", vectors, vectors)
+    return norms
+
+
+def nearest_centers(points: Vectors, centers: Vectors) -> NDArray[np.intp]:
     """For each point, the index of its nearest center (blocked, so memory stays bounded)."""
+    centers = widened(centers)
     result = np.empty(len(points), np.intp)
     for start in range(0, len(points), _CHUNK):
         result[start : start + _CHUNK] = squared_distances(

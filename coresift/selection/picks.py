@@ -23,7 +23,13 @@ from numpy.typing import NDArray
 from coresift import schema
 from coresift.config import SelectionConfig, Strategy
 from coresift.custom import column_of
-from coresift.selection.greedy import Balance, Selection, greedy_select, nearest_centers
+from coresift.selection.greedy import (
+    Balance,
+    Selection,
+    Vectors,
+    greedy_select,
+    nearest_centers,
+)
 from coresift.selection.junk import junk_mask, low_information
 from coresift.selection.scores import (
     balance_of,
@@ -44,17 +50,21 @@ class Picks:
     notes: list[str] = field(default_factory=list)
 
 
-def embedding_matrix(table: pa.Table) -> NDArray[np.float32]:
-    """The embedding column as an (n, d) float32 array, without a Python loop (rows without
-    an embedding are zeros)."""
+def embedding_matrix(table: pa.Table) -> Vectors:
+    """The embedding column as an (n, d) array, without a Python loop (rows without an
+    embedding are zeros): float16 where the column is compact (`schema.compact`), else
+    float32."""
     column = table.column("embedding").combine_chunks()
+    kind: type[np.floating[Any]] = (
+        np.float16 if column.type.value_type == pa.float16() else np.float32
+    )
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     if not valid.any():
-        return np.zeros((len(table), 0), np.float32)
-    values = np.asarray(pc.list_flatten(column), dtype=np.float32).reshape(int(valid.sum()), -1)
+        return np.zeros((len(table), 0), kind)
+    values: Vectors = np.asarray(pc.list_flatten(column), dtype=kind).reshape(int(valid.sum()), -1)
     if valid.all():
         return values
-    matrix = np.zeros((len(table), values.shape[1]), np.float32)
+    matrix: Vectors = np.zeros((len(table), values.shape[1]), kind)
     matrix[valid] = values
     return matrix
 
@@ -133,7 +143,7 @@ def choose(
     model: str,
     selection: SelectionConfig,
     tag: str,
-    queries: Mapping[int, NDArray[np.float32]] | None = None,
+    queries: Mapping[int, Vectors] | None = None,
 ) -> Picks:
     """Pick among new_samples by the selection's strategies around the earlier picks.
 
@@ -214,14 +224,14 @@ def choose(
 
 
 def _candidates(
-    samples: pa.Table, embeddings: NDArray[np.float32], kept: list[int], length: int | None
-) -> tuple[list[list[int]], NDArray[np.float32]]:
+    samples: pa.Table, embeddings: Vectors, kept: list[int], length: int | None
+) -> tuple[list[list[int]], Vectors]:
     """The candidates as groups of rows (one row, or a clip's frames) and their points."""
     if length is None:
         return [[row] for row in kept], embeddings[kept]
     groups = clips_of(samples, kept, length)
-    means = [embeddings[group].mean(axis=0) for group in groups]
-    points = np.stack(means).astype(np.float32) if means else embeddings[:0]
+    means = [embeddings[group].mean(axis=0, dtype=np.float32) for group in groups]
+    points = np.stack(means).astype(embeddings.dtype) if means else embeddings[:0]
     return groups, points
 
 
@@ -275,10 +285,10 @@ def _whole(value: float) -> int | None:
 def _objectives(
     strategies: list[Strategy],
     candidates: pa.Table,
-    points: NDArray[np.float32],
+    points: Vectors,
     earlier: pa.Table,
     selection: SelectionConfig,
-    queries: Mapping[int, NDArray[np.float32]],
+    queries: Mapping[int, Vectors],
 ) -> tuple[NDArray[np.float64] | None, float, Balance | None, list[str]]:
     """The greedy search's inputs: log prior, diversity exponent, balance, class names."""
     log_prior: NDArray[np.float64] | None = None
@@ -310,8 +320,8 @@ def _record_near_duplicates(
     selected: Selection,
     distance: float,
     groups: list[list[int]],
-    points: NDArray[np.float32],
-    centers: NDArray[np.float32],
+    points: Vectors,
+    centers: Vectors,
     center_ids: list[str],
     filters: _Filter,
 ) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numpy.typing import NDArray
 
 from coresift.datapool import Datapool
 from coresift.errors import ConfigError, DatapoolError
+from coresift.selection.greedy import Vectors
 from coresift.selection.picks import embedding_matrix
 from coresift.storage import full_url, open_url
 
@@ -73,7 +72,7 @@ def query_embeddings(
     source_url: str,
     options: dict[str, Any],
     model: str,
-) -> NDArray[np.float32]:
+) -> Vectors:
     """The embeddings (by `model`) of a query's samples.
 
     Raises:

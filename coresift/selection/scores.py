@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from coresift.config import Strategy
-from coresift.selection.greedy import Balance, squared_distances
+from coresift.selection.greedy import Balance, Vectors, squared_distances, widened
 
 # Typicality measures density against at most this many candidates (a seeded sample of them
 # beyond that), so its cost grows linearly with the number of candidates, never with n^2.
@@ -68,10 +68,9 @@ def describe_threshold(strategy: Strategy) -> str:
     return f"{strategy.input} {strategy.operation} {strategy.value!r}"
 
 
-def nearest_distances(
-    points: NDArray[np.float32], others: NDArray[np.float32]
-) -> NDArray[np.float64]:
+def nearest_distances(points: Vectors, others: Vectors) -> NDArray[np.float64]:
     """Each point's distance to its nearest point of `others` (blocked)."""
+    others = widened(others)
     result = np.empty(len(points), np.float64)
     for start in range(0, len(points), _BLOCK):
         squared = squared_distances(points[start : start + _BLOCK], others)
@@ -79,9 +78,7 @@ def nearest_distances(
     return result
 
 
-def mean_neighbour_distances(
-    points: NDArray[np.float32], neighbors: int, seed: int = 0
-) -> NDArray[np.float64]:
+def mean_neighbour_distances(points: Vectors, neighbors: int, seed: int = 0) -> NDArray[np.float64]:
     """Each point's mean distance to its `neighbors` nearest other points, measured against
     all points or, beyond TYPICALITY_REFERENCE, a seeded sample of them (blocked: no n x n
     matrix is ever built)."""
@@ -91,7 +88,7 @@ def mean_neighbour_distances(
         reference = np.arange(count)
     else:
         reference = np.sort(np.random.default_rng(seed).choice(count, TYPICALITY_REFERENCE, False))
-    others = points[reference]
+    others = widened(points[reference])
     k = min(neighbors, len(reference) - 1)
     result = np.zeros(count, np.float64)
     if k < 1:
@@ -111,8 +108,8 @@ def mean_neighbour_distances(
 def static_log_score(
     strategy: Strategy,
     values: Sequence[Any] | None,
-    points: NDArray[np.float32],
-    queries: NDArray[np.float32] | None,
+    points: Vectors,
+    queries: Vectors | None,
     seed: int,
 ) -> NDArray[np.float64]:
     """|strength| * log(score) of a static strategy for every candidate."""

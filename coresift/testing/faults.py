@@ -1,5 +1,5 @@
 """A fault-injecting HTTP proxy for object-store tests: what a flaky network and a throttling
-store do to requests, in front of a real server.
+store do to requests, in front of a real server (with rate=0, a meter of what is read).
 
 About `rate` of the requests fail, each in one of these ways: 500 InternalError, 503 SlowDown,
 429 TooManyRequests, a connection reset, a stall (the connection hangs, then is reset), or,
@@ -32,12 +32,18 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connectio
 
 
 class FaultStats:
-    """What the proxy did: requests seen and faults injected, by kind (thread-safe)."""
+    """What the proxy did: requests seen, faults injected by kind, and the body bytes that
+    GETs received, by path (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.faults: Counter[str] = Counter()
+        self.bytes_read: Counter[str] = Counter()
+
+    def count_read(self, path: str, size: int) -> None:
+        with self._lock:
+            self.bytes_read[urlsplit(path).path] += size
 
     def draw(self, rng: random.Random, rate: float, kinds: tuple[str, ...]) -> str | None:
         """Count a request and decide its fault (None: it goes through)."""
@@ -94,6 +100,8 @@ def _handler(
                 self.wfile.flush()
                 return self._reset()
             self.wfile.write(data)
+            if self.command == "GET":
+                stats.count_read(self.path, len(data))
             return None
 
         def _fail(self, fault: str) -> None:

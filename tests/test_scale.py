@@ -1,0 +1,124 @@
+"""Datapools at scale: commits that stream, reruns that read no embeddings, housekeeping that
+is safe beside a run, and listings split across prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from coresift import schema
+from coresift.config import build_config
+from coresift.datapool import Datapool, commit_run
+from coresift.summary import RunSummary
+from coresift.testing.faults import fault_proxy
+from coresift.testing.media import write_images
+from tests.helpers import config_values
+
+_WRITER_BUFFER = 128 << 20  # bytes: what the Delta writer may hold before it writes
+
+
+def _shard(index: int, rows: int, dimensions: int = 1280) -> pa.Table:
+    """A processed shard's samples: distinct ids and random embeddings."""
+    rng = np.random.default_rng(index)
+    vectors = rng.standard_normal((rows, dimensions), dtype=np.float32)
+    return pa.Table.from_pydict(
+        {
+            "sample_id": [f"s{index:03d}-{row:04d}" for row in range(rows)],
+            "uri": [f"/src/{index:03d}-{row:04d}.jpg" for row in range(rows)],
+            "model": ["m"] * rows,
+            "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+        }
+    ).cast(schema.SAMPLES.empty_table().select(["sample_id", "uri", "model", "embedding"]).schema)
+
+
+@pytest.mark.slow
+def test_a_commit_streams_its_shards_one_at_a_time(workdir: Path) -> None:
+    """The commit streams shard by shard: the Arrow memory in use as each shard is handed
+    over stays below the Delta writer's buffer (it encodes about 100 MB of rows at a time),
+    however many shards the run has."""
+    pool = Datapool(str(workdir / "pool"))
+    shards, rows = 300, 200
+    names = [f"shards/s{index}-samples" for index in range(shards)]
+    for index, name in enumerate(names):
+        pool.work.write(name, _shard(index, rows))
+    one_shard = _shard(0, rows).nbytes
+    baseline = pa.total_allocated_bytes()
+    held: list[int] = []
+
+    def parts() -> Iterator[pa.Table]:
+        for part in pool.work.tables(names):
+            held.append(pa.total_allocated_bytes() - baseline)
+            yield part
+
+    with pool.lock("r1"):
+        commit_run(
+            pool.tables,
+            run_id="r1",
+            expected_version=pool.version(),
+            rows={"samples": parts},
+            run_row={"tag": "t", "started_at": "", "summary_json": "{}"},
+        )
+    assert len(held) == shards
+    print(
+        f"\nArrow memory held: at most {max(held) / 1e6:.1f} MB of {shards * one_shard / 1e6:.1f}"
+    )
+    assert max(held) < _WRITER_BUFFER < shards * one_shard / 2
+    committed = pool.tables.read("samples", ["sample_id", "embedding"])
+    assert committed is not None
+    expected = pa.concat_tables([_shard(i, rows) for i in range(shards)])
+    assert committed.num_rows == shards * rows
+    assert (
+        committed.sort_by("sample_id")
+        .column("embedding")
+        .combine_chunks()
+        .equals(expected.column("embedding").combine_chunks())
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_an_unchanged_rerun_reads_no_embedding_bytes(
+    s3_server: str, s3_bucket: str, workdir: Path
+) -> None:
+    """Every GET from the datapool's store is metered by a proxy: an unchanged rerun reads
+    nothing from the tables that hold embeddings (samples, picks), while a run with new
+    objects finds the earlier picks in the picks table."""
+    from flows.curate import curate
+
+    source = workdir / "photos"
+    write_images(source, 0, 12)
+    with fault_proxy(s3_server, rate=0.0) as (proxy, meter):
+
+        def run(n_samples: int) -> RunSummary:
+            values = config_values(str(source), f"s3://{s3_bucket}/pool", n_samples=n_samples)
+            values["datapool"]["storage_options"] = {"endpoint_url": proxy}
+            return curate(build_config(values))
+
+        assert run(4).samples_selected == 4
+
+        def read(table: str) -> int:
+            prefix = f"/{s3_bucket}/pool/{table}/"
+            return sum(
+                size
+                for path, size in meter.bytes_read.items()
+                if path.startswith(prefix) and "/_delta_log/" not in path
+            )
+
+        meter.bytes_read.clear()
+        unchanged = run(4)
+        assert not unchanged.committed
+        assert read("samples") == read("picks") == 0
+        assert meter.bytes_read, "the proxy metered the rerun's reads"
+
+        write_images(source, 12, 4)
+        meter.bytes_read.clear()
+        more = run(2)
+        assert (more.objects_new, more.samples_preselected, more.samples_selected) == (4, 4, 2)
+        assert read("picks") > 0
+    picks = Datapool(f"s3://{s3_bucket}/pool", {"endpoint_url": s3_server}).picked_samples()
+    assert picks.num_rows == 6
+    assert picks.schema.field("embedding").type == schema.COMPACT_EMBEDDING
