@@ -131,6 +131,12 @@ class DatapoolConfig(Location):
         description="How long a run waits for another run on this datapool to finish before "
         "it fails naming that run (a run that died is ignored after 60 s).",
     )
+    maintain_every: int = Field(
+        default=50,
+        ge=0,
+        description="Compact, checkpoint and vacuum the datapool's tables after every this "
+        "many committed runs (0: never; `coresift maintain` does it on demand).",
+    )
 
 
 class FrameSampling(Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict
 from coresift.errors import ConfigError, SourceError, SourceNotFoundError
 from coresift.media import MediaKind, extension_of, kind_of
 from coresift.storage import describe_error, full_url, is_access_denied, is_local_fs, open_url
+
+LISTING_THREADS = 16  # prefixes listed at once; requests, not cores, are what they wait on
 
 
 class ObjectRef(BaseModel):
@@ -161,14 +164,42 @@ def version_of(info: dict[str, Any], local_path: str | None) -> str:
     return f"{mtime}-{info.get('size')}"
 
 
+def find(fs: AbstractFileSystem, root: str, threads: int = LISTING_THREADS) -> dict[str, Any]:
+    """Every entry under root with its details: one paginated walk (threads=1), or divide and
+    conquer, each prefix under root walked by its own request stream, `threads` at a time.
+
+    The result is the same either way: the entries of root itself plus those under each of
+    its prefixes. A root whose only entry is one prefix is split one level further down.
+    """
+    if threads <= 1:
+        return dict(fs.find(root, detail=True))
+    top = root
+    while True:
+        entries = fs.ls(top, detail=True, refresh=True)
+        prefixes = [e["name"] for e in entries if e["type"] == "directory"]
+        if len(entries) != 1 or not prefixes or prefixes[0].rstrip("/") == top.rstrip("/"):
+            break
+        top = prefixes[0]
+    found = {e["name"]: e for e in entries if e["type"] != "directory"}
+    with ThreadPoolExecutor(threads, thread_name_prefix="coresift-listing") as pool:
+        for part in pool.map(lambda prefix: fs.find(prefix, detail=True), prefixes):
+            found.update(part)
+    return found
+
+
 def iter_objects(
-    fs: AbstractFileSystem, root: str, object_filter: ObjectFilter, scheme: str | None = None
+    fs: AbstractFileSystem,
+    root: str,
+    object_filter: ObjectFilter,
+    scheme: str | None = None,
+    threads: int = LISTING_THREADS,
 ) -> Iterator[ObjectRef]:
-    """Every admitted object under root, in a stable (sorted) order, whatever its kind."""
+    """Every admitted object under root, in a stable (sorted) order, whatever its kind
+    (object stores are listed `threads` prefixes at a time, see `find`)."""
     local = is_local_fs(fs)
     root = root.rstrip("/")
     try:
-        listing: dict[str, dict[str, Any]] = fs.find(root, detail=True)
+        listing = find(fs, root, 1 if local else threads)
     except FileNotFoundError:
         raise SourceNotFoundError(f"source {full_url(fs, root)} does not exist") from None
     except PermissionError as error:
@@ -196,6 +227,7 @@ def list_source(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     relevant_filenames: str | None = None,
+    threads: int = LISTING_THREADS,
 ) -> Listing:
     """List the admitted objects of a source URL (recursively, all pages), with their kinds."""
     fs, root = open_url(url, options)
@@ -203,7 +235,7 @@ def list_source(
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
     object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
     scheme = url.split("://", 1)[0] if "://" in url else None
-    refs = list(iter_objects(fs, root, object_filter, scheme))
+    refs = list(iter_objects(fs, root, object_filter, scheme, threads))
     return Listing(refs, SourceScope(full_url(fs, root.rstrip("/"), scheme), object_filter))
 
 

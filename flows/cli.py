@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SAMPLES_FOLDER = "./coresift-samples"
 # Short commands whose last act is a scan of the datapool's Delta tables (see `main`).
-_SCANS_DELTA_TABLES = ("tags", "export", "dump", "report", "tag")
+_SCANS_DELTA_TABLES = ("tags", "export", "dump", "report", "tag", "maintain")
 
 
 def _quiet_prefect_defaults() -> None:
@@ -189,6 +189,14 @@ def _bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maintain(args: argparse.Namespace) -> int:
+    from coresift.datapool.maintain import describe_upkeep
+
+    for done in _open_datapool(args).maintain(args.retain_hours, args.wait):
+        print(describe_upkeep(done))
+    return 0
+
+
 def _datapool_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--datapool", default=DEFAULT_DATAPOOL)
     command.add_argument(
@@ -273,6 +281,25 @@ def parser() -> argparse.ArgumentParser:
         "--from", dest="source_file", required=True, help="file or URL listing the samples"
     )
     create.set_defaults(handler=_tag_create)
+
+    maintain = commands.add_parser(
+        "maintain",
+        help="compact, checkpoint and vacuum the datapool's tables (waits for a running run)",
+    )
+    _datapool_arguments(maintain)
+    maintain.add_argument(
+        "--retain-hours",
+        type=int,
+        default=168,
+        help="keep the files that versions of the last HOURS need (default: a week)",
+    )
+    maintain.add_argument(
+        "--wait",
+        type=float,
+        default=300,
+        help="seconds to wait for a run that holds the datapool (default: 300)",
+    )
+    maintain.set_defaults(handler=_maintain)
 
     bridge = commands.add_parser(
         "bridge", help="turn bucket notifications into coresift.object.created Prefect events"

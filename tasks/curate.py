@@ -26,6 +26,7 @@ from coresift.config import CurateConfig
 from coresift.custom import CustomMetadata, attach
 from coresift.datapool import Datapool, commit, gone_rows, unsupported_rows
 from coresift.datapool.delta import Rows
+from coresift.datapool.maintain import describe_upkeep, upkeep
 from coresift.device import CPU, resolve_device
 from coresift.embedding import load_embedder, model_identity, model_runtime
 from coresift.errors import ConfigError, DatapoolBusyError, ModelError, SourceNotFoundError
@@ -381,6 +382,10 @@ def commit_run(
         else:
             get_run_logger().info("committing run %s to %s", run_id, datapool.url)
             _commit(datapool, plan, outputs, picks, custom_output, summary, started_at)
+            every = config.datapool.maintain_every
+            if every and (summary.datapool_version + 1) % every == 0:
+                for done in upkeep(datapool.tables):
+                    get_run_logger().info("maintenance: %s", describe_upkeep(done))
     work = [picks.name, picks.filtered_name, picks.picks_name]
     work += [custom_output.name] if custom_output.name else []
     datapool.work.remove([*work, *(name for part in _PARTS for name in _parts(outputs, part))])

@@ -135,3 +135,26 @@ def test_objects_without_an_extension_are_kinded_by_content_type(
             "log": "unsupported",
             "named.mp4": "video",
         }, url
+
+
+def test_s3_listing_by_prefix_in_parallel_equals_one_walk(s3_bucket: str) -> None:
+    """Divide and conquer lists the same objects as one paginated walk: keys at the root,
+    under many prefixes (one past a page), nested ones, and under a single top prefix."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    keys = [
+        f"top/day-{d:02d}/cam-{c}/{i:04d}.jpg"
+        for d in range(12)
+        for c in range(3)
+        for i in range(8)
+    ]
+    keys += [f"top/day-00/{i:04d}.jpg" for i in range(1003)]  # past one page of 1000
+    keys += ["top/root.jpg", "top/notes.txt", "top/day-05/deep/er/x.png"]
+    fs.pipe({f"{s3_bucket}/{key}": key.encode() for key in keys})
+    for url in (f"s3://{s3_bucket}/top", f"s3://{s3_bucket}", f"s3://{s3_bucket}/top/root.jpg"):
+        walked = list_source(url, threads=1)
+        parallel = list_source(url)
+        assert parallel.refs == walked.refs, url
+    assert len(list_source(f"s3://{s3_bucket}").refs) == len(keys)
+    assert len(list_source(f"s3://{s3_bucket}/top/root.jpg").refs) == 1

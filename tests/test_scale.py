@@ -3,6 +3,8 @@ is safe beside a run, and listings split across prefixes."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +15,12 @@ import pytest
 from coresift import schema
 from coresift.config import build_config
 from coresift.datapool import Datapool, commit_run
+from coresift.datapool.maintain import upkeep
 from coresift.summary import RunSummary
 from coresift.testing.faults import fault_proxy
 from coresift.testing.media import write_images
-from tests.helpers import config_values
+from tests.helpers import config_values, curate_once
+from tests.helpers import run as run_command
 
 _WRITER_BUFFER = 128 << 20  # bytes: what the Delta writer may hold before it writes
 
@@ -122,3 +126,66 @@ def test_an_unchanged_rerun_reads_no_embedding_bytes(
     picks = Datapool(f"s3://{s3_bucket}/pool", {"endpoint_url": s3_server}).picked_samples()
     assert picks.num_rows == 6
     assert picks.schema.field("embedding").type == schema.COMPACT_EMBEDDING
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_maintenance_beside_a_waiting_run_is_safe(workdir: Path) -> None:
+    """Maintenance holds the lock while a run waits for it, compacts every table and
+    deletes the files it replaced; the run then commits on top, and nothing is lost."""
+    source, pool = workdir / "photos", str(workdir / "pool")
+    write_images(source, 0, 8)
+    curate_once(str(source), pool, n_samples=3)
+    write_images(source, 8, 4)
+    curate_once(str(source), pool, n_samples=2)
+    write_images(source, 12, 4)
+    datapool = Datapool(pool)
+    waiting = threading.Event()
+    handler = _Announcement("Waiting up to", waiting)
+    logging.getLogger("coresift.datapool.lock").addHandler(handler)
+    results: list[RunSummary | Exception] = []
+
+    def third_run() -> None:
+        from flows.curate import curate
+
+        values = config_values(str(source), pool, n_samples=2)
+        values["datapool"]["lock_wait_s"] = 120
+        try:
+            results.append(curate(build_config(values)))
+        except Exception as error:
+            results.append(error)
+            waiting.set()
+
+    try:
+        with datapool.lock("maintenance-test"):
+            run = threading.Thread(target=third_run)
+            run.start()
+            assert waiting.wait(120) and not results, f"the run waits for the lock: {results}"
+            done = {u.table: u for u in upkeep(datapool.tables, retain_hours=0)}
+        run.join(300)
+    finally:
+        logging.getLogger("coresift.datapool.lock").removeHandler(handler)
+    assert done["samples"].files_before == 2 and done["samples"].files_after == 1
+    assert done["samples"].files_deleted == 2
+    [third] = results
+    assert isinstance(third, RunSummary)
+    assert (third.objects_new, third.samples_preselected, third.samples_selected) == (4, 5, 2)
+    assert datapool.version() == 2
+    assert datapool.samples(["sample_id"]).num_rows == 16
+    picks = datapool.tags().column("sample_id").to_pylist()
+    assert len(picks) == len(set(picks)) == 7
+    assert datapool.picked_samples().num_rows == 7
+    printed = run_command("coresift", "maintain", "--datapool", pool).stdout
+    assert "samples: 2 -> 1 files" in printed
+
+
+class _Announcement(logging.Handler):
+    """Sets an event when a log message contains some text."""
+
+    def __init__(self, text: str, event: threading.Event):
+        super().__init__()
+        self.text, self.event = text, event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()

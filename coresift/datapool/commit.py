@@ -49,8 +49,8 @@ def commit_run(
         DatapoolBusyError: another run committed since this one planned.
     """
     if tables.has_run("runs", run_id):
-        return tables.version("runs")
-    current = tables.version("runs")
+        return datapool_version(tables)
+    current = datapool_version(tables)
     if current != expected_version:
         raise DatapoolBusyError(
             f"datapool {tables.url} changed while this run was processing (version "
@@ -59,10 +59,16 @@ def commit_run(
         )
     for name, table_rows in rows.items():
         tables.append(name, table_rows, run_id)
-    runs = tables.read("runs", ["run_id"])
-    run = {**run_row, "run_id": run_id, "sequence": 0 if runs is None else len(runs)}
+    run = {**run_row, "run_id": run_id, "sequence": current + 1}
     tables.append("runs", pa.Table.from_pylist([run], schema=schema.RUNS), run_id)
-    return tables.version("runs")
+    return current + 1
+
+
+def datapool_version(tables: DeltaTables) -> int:
+    """-1 for an empty datapool, +1 per committed run: the runs table's rows, which
+    maintenance (compacting that table into fewer files) leaves as they are."""
+    runs = tables.read("runs", ["run_id"])
+    return -1 if runs is None else len(runs) - 1
 
 
 def gone_rows(uris: list[str]) -> pa.Table:

@@ -13,8 +13,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from coresift import schema
+from coresift.datapool.commit import datapool_version, new_run_id
 from coresift.datapool.delta import DeltaTables
 from coresift.datapool.lock import DatapoolLock
+from coresift.datapool.maintain import RETAIN_HOURS, Upkeep, upkeep
 from coresift.datapool.work import WorkArea
 from coresift.errors import DatapoolError
 from coresift.storage import delta_storage_options, is_local, open_url
@@ -51,9 +53,14 @@ class Datapool:
         """Wait at most wait_s for a live run to release the datapool (DatapoolBusyError)."""
         self._lock.wait_until_free(wait_s)
 
+    def maintain(self, retain_hours: int = RETAIN_HOURS, wait_s: float = 0.0) -> list[Upkeep]:
+        """Compact, checkpoint and vacuum the tables under the lock (see `maintain`)."""
+        with self.lock(f"maintenance-{new_run_id()}", wait_s):
+            return upkeep(self.tables, retain_hours)
+
     def version(self) -> int:
-        """Version of the runs table: -1 for an empty datapool, +1 per committed run."""
-        return self.tables.version("runs")
+        """-1 for an empty datapool, +1 per committed run (see `commit.datapool_version`)."""
+        return datapool_version(self.tables)
 
     def runs(self) -> pa.Table:
         runs = self.tables.read("runs")

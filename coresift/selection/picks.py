@@ -53,19 +53,24 @@ class Picks:
 def embedding_matrix(table: pa.Table) -> Vectors:
     """The embedding column as an (n, d) array, without a Python loop (rows without an
     embedding are zeros): float16 where the column is compact (`schema.compact`), else
-    float32."""
-    column = table.column("embedding").combine_chunks()
+    float32. Filled chunk by chunk, so it costs one copy of the embeddings, not two."""
+    column = table.column("embedding")
     kind: type[np.floating[Any]] = (
         np.float16 if column.type.value_type == pa.float16() else np.float32
     )
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    if not valid.any():
-        return np.zeros((len(table), 0), kind)
-    values: Vectors = np.asarray(pc.list_flatten(column), dtype=kind).reshape(int(valid.sum()), -1)
-    if valid.all():
-        return values
-    matrix: Vectors = np.zeros((len(table), values.shape[1]), kind)
-    matrix[valid] = values
+    pieces = []
+    for chunk in column.chunks:
+        valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+        pieces.append((valid, np.asarray(pc.list_flatten(chunk), dtype=kind)))
+    width = next((len(v) // int(m.sum()) for m, v in pieces if m.any()), 0)
+    if len(pieces) == 1 and pieces[0][0].all():
+        matrix: Vectors = pieces[0][1].reshape(len(table), width)  # no copy at all
+        return matrix
+    matrix = np.zeros((len(table), width), kind)
+    at = 0
+    for valid, values in pieces:
+        matrix[at : at + len(valid)][valid] = values.reshape(-1, width)
+        at += len(valid)
     return matrix
 
 
@@ -158,8 +163,11 @@ def choose(
     order = np.asarray(
         pc.sort_indices(new_samples, sort_keys=[("uri", "ascending"), ("frame_index", "ascending")])
     )
-    samples = new_samples.drop_columns(["embedding"]).take(order)
-    embeddings = embedding_matrix(new_samples)[order]
+    ordered = bool(np.all(order[1:] > order[:-1]))  # shards come in order: no copies then
+    samples = new_samples.drop_columns(["embedding"])
+    samples = samples if ordered else samples.take(order)
+    embeddings = embedding_matrix(new_samples)
+    embeddings = embeddings if ordered else embeddings[order]
     strategies = selection.effective_strategies()
     filters = _Filter(samples)
     embedded = new_samples.column("embedding").is_valid().to_numpy(zero_copy_only=False)[order]
@@ -227,8 +235,10 @@ def _candidates(
     samples: pa.Table, embeddings: Vectors, kept: list[int], length: int | None
 ) -> tuple[list[list[int]], Vectors]:
     """The candidates as groups of rows (one row, or a clip's frames) and their points."""
-    if length is None:
-        return [[row] for row in kept], embeddings[kept]
+    if length is None:  # every row kept: the embeddings as they are, not a copy
+        return [[row] for row in kept], embeddings if len(kept) == len(embeddings) else (
+            embeddings[kept]
+        )
     groups = clips_of(samples, kept, length)
     means = [embeddings[group].mean(axis=0, dtype=np.float32) for group in groups]
     points = np.stack(means).astype(embeddings.dtype) if means else embeddings[:0]
