@@ -19,14 +19,15 @@ import numpy as np
 import pyarrow as pa
 
 
-def samples_table(points: int, dims: int, seed: int = 0) -> pa.Table:
-    """points samples of schema.SAMPLES with unit embeddings and plausible metrics."""
+def samples_table(points: int, dims: int, seed: int = 0, start: int = 0) -> pa.Table:
+    """points samples of schema.SAMPLES with unit embeddings and plausible metrics (ids
+    numbered from start)."""
     from coresift import schema
 
     rng = np.random.default_rng(seed)
     embeddings = rng.normal(size=(points, dims)).astype(np.float32)
     embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
-    ids = [f"{i:012x}" for i in range(points)]
+    ids = [f"{i:012x}" for i in range(start, start + points)]
     cameras = rng.integers(0, 10, points)
     columns: dict[str, Any] = {
         "sample_id": ids,

@@ -5,9 +5,12 @@ Rows of objects, samples and tags get a run_id column appended when their run co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import NDArray
 
 SAMPLES = pa.schema(
     [
@@ -72,7 +75,9 @@ FILTERED = pa.schema(
     ]
 )
 
-COMPACT_EMBEDDING = pa.list_(pa.float16())  # in memory; stored packed (Delta has no float16)
+# In memory; stored packed (Delta has no float16). Large lists: a million 1280-d vectors
+# pass the 2**31 values that 32-bit list offsets can address.
+COMPACT_EMBEDDING = pa.large_list(pa.float16())
 
 # One row per picked sample, with what a later run's selection needs of it: its embedding in
 # float16 (compact), so that runs find the earlier picks without reading the samples table.
@@ -120,11 +125,49 @@ def compact(table: pa.Table) -> pa.Table:
     return table.set_column(at, pa.field("embedding", COMPACT_EMBEDDING), embeddings)
 
 
+def compact_tables(parts: Iterable[pa.Table], rows: int) -> pa.Table:
+    """Samples tables with `rows` rows in all as one table with compact embeddings in a
+    single buffer, filled part by part: the most it holds is that buffer and one part
+    (compacting the parts and then concatenating them would hold the embeddings twice).
+    Rows without an embedding hold zeros in the buffer, hidden by a null."""
+    vectors: NDArray[np.float16] | None = None
+    others: list[pa.Table] = []
+    missing: list[NDArray[np.bool_]] = []
+    at = 0
+    for part in parts:
+        column = part.column("embedding")
+        present = column.is_valid().to_numpy(zero_copy_only=False)
+        values = np.asarray(pc.list_flatten(column), np.float16)
+        if vectors is None and len(values):
+            vectors = np.zeros((rows, len(values) // int(present.sum())), np.float16)
+        if len(values):
+            assert vectors is not None
+            vectors[at : at + len(part)][present] = values.reshape(-1, vectors.shape[1])
+        others.append(part.drop_columns(["embedding"]))
+        missing.append(~present)
+        at += len(part)
+    if at != rows:
+        raise ValueError(f"compact_tables: the parts have {at} rows, not {rows}")
+    if vectors is None:
+        vectors = np.zeros((rows, 0), np.float16)
+    table = (
+        pa.concat_tables(others) if others else SAMPLES.empty_table().drop_columns(["embedding"])
+    )
+    width = vectors.shape[1]
+    embeddings = pa.LargeListArray.from_arrays(
+        pa.array(np.arange(rows + 1, dtype=np.int64) * width),
+        pa.array(vectors.reshape(-1)),  # no copy
+        mask=pa.array(np.concatenate(missing) if missing else np.zeros(0, np.bool_)),
+    )
+    return table.append_column(pa.field("embedding", COMPACT_EMBEDDING), embeddings)
+
+
 def pack_compact(table: pa.Table) -> pa.Table:
     """The table with its compact embeddings stored as bytes (how the picks table keeps them)."""
     column = table.column("embedding").combine_chunks()
     offsets = np.asarray(column.offsets)
-    data = np.asarray(pc.list_flatten(column), np.float16).astype("<f2").tobytes()
+    values = column.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    data = np.asarray(values, np.float16).astype("<f2").tobytes()  # null rows' spans too
     packed = pa.Array.from_buffers(
         pa.binary(),
         len(column),
@@ -141,8 +184,8 @@ def unpack_compact(table: pa.Table) -> pa.Table:
     offsets = offsets[column.offset : column.offset + len(column) + 1]
     data = np.frombuffer(column.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
     values = pa.array(data.view("<f2").astype(np.float16))
-    lists = pa.ListArray.from_arrays(
-        pa.array((offsets - offsets[0]) // 2, pa.int32()), values, mask=column.is_null()
+    lists = pa.LargeListArray.from_arrays(
+        pa.array((offsets - offsets[0]) // 2, pa.int64()), values, mask=column.is_null()
     )
     at = table.schema.get_field_index("embedding")
     return table.set_column(at, pa.field("embedding", COMPACT_EMBEDDING), lists)

@@ -274,10 +274,8 @@ def select_samples(
     whose objects are still there (those this run found gone are not)."""
     datapool = _datapool(config)
     custom = _custom(datapool, custom_output)
-    parts = [
-        attach(schema.compact(t), custom) for t in datapool.work.tables(_parts(shards, "samples"))
-    ]
-    samples = pa.concat_tables(parts) if parts else schema.compact(schema.SAMPLES.empty_table())
+    parts = (attach(t, custom) for t in datapool.work.tables(_parts(shards, "samples")))
+    samples = schema.compact_tables(parts, sum(s.samples for s in shards))
     earlier = schema.compact(schema.SAMPLES.empty_table())
     if len(samples) and not config.process_all:  # no new samples: no earlier pick is read
         earlier = attach(datapool.picked_samples(_pick_columns(config), leave_out=gone), custom)

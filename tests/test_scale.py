@@ -16,6 +16,7 @@ from coresift import schema
 from coresift.config import build_config
 from coresift.datapool import Datapool, commit_run
 from coresift.datapool.maintain import upkeep
+from coresift.selection import embedding_matrix
 from coresift.summary import RunSummary
 from coresift.testing.faults import fault_proxy
 from coresift.testing.media import write_images
@@ -37,6 +38,27 @@ def _shard(index: int, rows: int, dimensions: int = 1280) -> pa.Table:
             "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
         }
     ).cast(schema.SAMPLES.empty_table().select(["sample_id", "uri", "model", "embedding"]).schema)
+
+
+def test_compact_embeddings_lie_in_one_buffer_that_selection_views() -> None:
+    """Shards become one table whose float16 embeddings selection uses without a copy;
+    a row without an embedding is null there and zeros in the matrix; the picks table's
+    packed bytes give the same vectors back."""
+    parts = [_shard(0, 5, 8), _shard(1, 3, 8)]
+    broken = parts[1].column("embedding").to_pylist()
+    broken[1] = None
+    parts[1] = parts[1].set_column(3, "embedding", pa.array(broken, pa.list_(pa.float32())))
+    table = schema.compact_tables(iter(parts), 8)
+    assert table.column("embedding").null_count == 1
+    matrix = embedding_matrix(table)
+    assert matrix.dtype == np.float16 and not matrix.flags.owndata, "a view, not a copy"
+    expected = np.concatenate([embedding_matrix(p) for p in parts])
+    assert np.array_equal(matrix, expected.astype(np.float16))
+    assert not matrix[6].any()
+    unpacked = schema.unpack_compact(schema.pack_compact(table))
+    assert unpacked.column("embedding").to_pylist() == table.column("embedding").to_pylist()
+    with pytest.raises(ValueError, match="8 rows, not 9"):
+        schema.compact_tables(iter(parts), 9)
 
 
 @pytest.mark.slow

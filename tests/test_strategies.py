@@ -13,12 +13,13 @@ import pyarrow as pa
 import pytest
 from numpy.typing import NDArray
 
+from coresift import schema
 from coresift.config import SelectionConfig
 from coresift.embedding import load_embedder
 from coresift.listing import list_source
 from coresift.process import process_objects
 from coresift.selection import Picks, choose, embedding_matrix
-from coresift.selection.scores import mean_neighbour_distances
+from coresift.selection.scores import mean_neighbour_distances, nearest_distances
 from coresift.testing.media import distinct_image, jpeg_bytes, photo, photo_count
 
 CLASSES = ("a", "b", "c")
@@ -195,3 +196,27 @@ def test_without_strategies_selection_is_diversity_and_the_guards(samples: pa.Ta
     default = _pick(samples, n_samples=12)
     explicit = _pick(samples, n_samples=12, strategies=[DIVERSITY])
     assert default.tags["sample_id"].to_pylist() == explicit.tags["sample_id"].to_pylist()
+
+
+def test_compact_embeddings_pick_what_float32_picks(samples: pa.Table) -> None:
+    """Selection on float16 embeddings against full float32: the same picks, or picks that
+    cover the photos as well (the largest distance from any sample to its nearest pick,
+    measured in float32)."""
+    full = embedding_matrix(samples)
+
+    def radius(picks: Picks) -> float:
+        rows = [
+            samples["sample_id"].to_pylist().index(s) for s in picks.tags["sample_id"].to_pylist()
+        ]
+        return float(nearest_distances(full, full[rows]).max())
+
+    for n_samples in (5, 20, 45):
+        exact = _pick(samples, n_samples=n_samples)
+        compact = _pick(schema.compact(samples), n_samples=n_samples)
+        same = set(exact.tags["sample_id"].to_pylist()) & set(compact.tags["sample_id"].to_pylist())
+        print(
+            f"\n{n_samples} picks: {len(same)} the same; covering radius "
+            f"{radius(compact):.4f} (float16) vs {radius(exact):.4f} (float32)"
+        )
+        assert len(same) >= 0.9 * n_samples
+        assert radius(compact) <= 1.01 * radius(exact)

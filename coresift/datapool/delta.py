@@ -32,6 +32,10 @@ SCHEMAS = {
 }
 
 
+# A new table writes a checkpoint every 10 commits, so that opening it replays at most 10 log
+# entries after one checkpoint file (Delta's default is 100). `maintain` checkpoints the rest.
+_NEW_TABLE = {"delta.checkpointInterval": "10"}
+
 Rows: TypeAlias = pa.Table | Callable[[], Iterable[pa.Table]]
 """One table's rows of a run: a table, or a function that yields them in parts, so that an
 append streams them (a retried append calls it again) and never holds them all at once."""
@@ -127,6 +131,7 @@ class DeltaTables:
             self.uri(name),
             pa.RecordBatchReader.from_batches(first.schema, batches),
             mode="append",
+            configuration=_NEW_TABLE,
             schema_mode="merge",  # columns added by newer versions join the table's schema
             storage_options=self._options,
             commit_properties=CommitProperties(

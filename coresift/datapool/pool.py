@@ -175,10 +175,15 @@ class Datapool:
                 keep[sample_id] = row
         picked = found.take(pa.array(sorted(keep.values()), pa.int64()))
         extra = [c for c in columns if c not in schema.PICKS.names]
-        if extra:
+        picked = picked.sort_by("sample_id")
+        if extra:  # by row lookup: Arrow joins cannot carry list columns
             more = self.samples(["sample_id", *extra], sample_ids=set(keep))
-            picked = picked.join(more, "sample_id", join_type="left outer")
-        return picked.sort_by("sample_id").select(list(columns))
+            row_of = {sid: row for row, sid in enumerate(more.column("sample_id").to_pylist())}
+            ids = picked.column("sample_id").to_pylist()
+            rows = pa.array([row_of.get(s) for s in ids], pa.int64())
+            for name in extra:
+                picked = picked.append_column(more.schema.field(name), more.column(name).take(rows))
+        return picked.select(list(columns))
 
     def selected_sample_ids(self) -> set[str]:
         """Every sample id that any committed tag picked."""

@@ -53,25 +53,41 @@ class Picks:
 def embedding_matrix(table: pa.Table) -> Vectors:
     """The embedding column as an (n, d) array, without a Python loop (rows without an
     embedding are zeros): float16 where the column is compact (`schema.compact`), else
-    float32. Filled chunk by chunk, so it costs one copy of the embeddings, not two."""
+    float32. A column that lies in one buffer (`schema.compact_tables`) is viewed, not
+    copied; others are copied once, chunk by chunk."""
     column = table.column("embedding")
     kind: type[np.floating[Any]] = (
         np.float16 if column.type.value_type == pa.float16() else np.float32
     )
+    if column.num_chunks == 1 and (view := _one_buffer(column.chunk(0), kind)) is not None:
+        return view
     pieces = []
     for chunk in column.chunks:
         valid = chunk.is_valid().to_numpy(zero_copy_only=False)
         pieces.append((valid, np.asarray(pc.list_flatten(chunk), dtype=kind)))
     width = next((len(v) // int(m.sum()) for m, v in pieces if m.any()), 0)
-    if len(pieces) == 1 and pieces[0][0].all():
-        matrix: Vectors = pieces[0][1].reshape(len(table), width)  # no copy at all
-        return matrix
-    matrix = np.zeros((len(table), width), kind)
+    matrix: Vectors = np.zeros((len(table), width), kind)
     at = 0
     for valid, values in pieces:
-        matrix[at : at + len(valid)][valid] = values.reshape(-1, width)
+        if len(values):
+            matrix[at : at + len(valid)][valid] = values.reshape(-1, width)
         at += len(valid)
     return matrix
+
+
+def _one_buffer(lists: pa.Array, kind: type[np.floating[Any]]) -> Vectors | None:
+    """The lists as an (n, d) view of their values when every row spans d of them in
+    order and rows without an embedding span zeros; else None."""
+    offsets = np.asarray(lists.offsets)
+    width = int(offsets[1] - offsets[0]) if len(lists) else 0
+    if width == 0 or not np.array_equal(np.diff(offsets), np.full(len(lists), width)):
+        return None
+    values = lists.values.slice(int(offsets[0]), len(lists) * width)
+    if values.null_count:
+        return None
+    view: Vectors = np.asarray(values, dtype=kind).reshape(len(lists), width)
+    missing = ~lists.is_valid().to_numpy(zero_copy_only=False)
+    return view if not view[missing].any() else None
 
 
 def values_of(table: pa.Table, source: str) -> list[Any]:
