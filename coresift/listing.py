@@ -175,7 +175,8 @@ def find(fs: AbstractFileSystem, root: str, threads: int = LISTING_THREADS) -> d
         return dict(fs.find(root, detail=True))
     top = root
     while True:
-        entries = fs.ls(top, detail=True, refresh=True)
+        fs.invalidate_cache(top)  # an earlier run in this process filled it (adlfs: no refresh)
+        entries = fs.ls(top, detail=True)
         prefixes = [e["name"] for e in entries if e["type"] == "directory"]
         if len(entries) != 1 or not prefixes or prefixes[0].rstrip("/") == top.rstrip("/"):
             break

@@ -5,6 +5,6 @@
 # and a shell. Keep the list in step with flows/cli.py (tests/test_docker.py checks it).
 set -e
 case "${1:-}" in
-  "" | -* | run | tags | export | dump | report | tag | bridge) exec coresift "$@" ;;
+  "" | -* | run | tags | export | dump | report | tag | maintain | bridge) exec coresift "$@" ;;
   *) exec "$@" ;;
 esac
