@@ -4,7 +4,7 @@ work area wired to one URL (a run commits with `commit.commit_run(datapool.table
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -94,15 +94,20 @@ class Datapool:
         return states
 
     def samples(
-        self, columns: list[str] | None = None, sample_ids: set[str] | None = None
+        self,
+        columns: list[str] | None = None,
+        sample_ids: set[str] | None = None,
+        states: Mapping[str, ObjectState] | None = None,
     ) -> pa.Table:
         """Samples of the current version of every object that is not gone.
 
         Args:
             columns: the columns to read (all by default).
             sample_ids: read only these samples (filtered inside the scan).
+            states: `objects()`, where the caller has read it already.
         """
-        current = [f"{uri}\n{s.run_id}" for uri, s in self.objects().items() if s.status != "gone"]
+        states = self.objects() if states is None else states
+        current = [f"{uri}\n{s.run_id}" for uri, s in states.items() if s.status != "gone"]
         names = columns or schema.SAMPLES.names
         where = (
             None
@@ -158,7 +163,7 @@ class Datapool:
         found = schema.unpack_compact(stored.select(schema.PICKS.names))
         missing = wanted - set(found.column("sample_id").to_pylist())
         if missing:
-            older = self.samples(schema.PICKS.names, sample_ids=missing)
+            older = self.samples(schema.PICKS.names, sample_ids=missing, states=states)
             found = pa.concat_tables([found, schema.compact(older)])
         keep: dict[str, int] = {}  # the first row of each current pick
         rows = _rows(found, "sample_id", "uri", "version")
@@ -177,7 +182,7 @@ class Datapool:
         extra = [c for c in columns if c not in schema.PICKS.names]
         picked = picked.sort_by("sample_id")
         if extra:  # by row lookup: Arrow joins cannot carry list columns
-            more = self.samples(["sample_id", *extra], sample_ids=set(keep))
+            more = self.samples(["sample_id", *extra], sample_ids=set(keep), states=states)
             row_of = {sid: row for row, sid in enumerate(more.column("sample_id").to_pylist())}
             ids = picked.column("sample_id").to_pylist()
             rows = pa.array([row_of.get(s) for s in ids], pa.int64())

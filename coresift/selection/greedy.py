@@ -199,10 +199,9 @@ def greedy_select(
     if balance is not None and log_prior is None:
         log_prior = np.zeros(len(points))
     keys = _Keys(log_prior, exponent, max(float(min_distance or 0.0), exclusion) ** 2)
-    norms = np.concatenate(
-        [_norms(widened(points[s : s + _CHUNK])) for s in range(0, len(points), _CHUNK)]
-        or [np.empty(0, np.float32)]
-    )
+    norms = np.empty(len(points), np.float32)
+    for start in range(0, len(points), _CHUNK):
+        norms[start : start + _CHUNK] = _norms(widened(points[start : start + _CHUNK]))
     nearest = np.full(len(points), np.inf, dtype=np.float32)
     if len(centers):
         _fold(points, norms, nearest, centers)
