@@ -37,7 +37,7 @@ def measure(url: str, args: argparse.Namespace, bare: float) -> dict[str, float]
     from coresift.process import process_objects
 
     embedder = load_embedder("efficientnet-lite0", "onnx", args.threads)
-    refs = list_source(url).refs
+    refs = list_source(url).refs()
     processing = ProcessingConfig(threads=args.threads, decode_workers=args.decode_workers)
     start = time.perf_counter()
     result = process_objects(refs, embedder, processing=processing)

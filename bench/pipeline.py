@@ -68,7 +68,7 @@ def pipeline_rate(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     from coresift.process import process_objects
 
     embedder = load_embedder("efficientnet-lite0", args.runtime, args.threads)
-    refs = list_source(str(folder)).refs
+    refs = list_source(str(folder)).refs()
     inputs = np.stack([embedder.preprocess(Image.open(ref.uri)) for ref in refs])
     bare = bare_model_rate(embedder, inputs, args.batch_size)
     with_thumbnails = _processing(args)
@@ -104,7 +104,7 @@ def video_rate(args: argparse.Namespace, work: Path) -> dict[str, float]:
     for name in REAL_CLIPS:
         (folder / name).write_bytes(real_clip(name))
     embedder = load_embedder("efficientnet-lite0", args.runtime, args.threads)
-    refs = list_source(str(folder)).refs
+    refs = list_source(str(folder)).refs()
     inputs = np.random.default_rng(0).normal(size=(256, 3, 224, 224)).astype(np.float32)
     bare = bare_model_rate(embedder, inputs, args.batch_size)
     start = time.perf_counter()

@@ -176,34 +176,40 @@ def bench_upkeep(base: int, runs: int, new: int) -> dict[str, Any]:
     """Plan and commit times of `runs` runs of `new` objects on a `base`-object datapool."""
     from coresift.datapool import Datapool, commit_run
     from coresift.datapool.maintain import upkeep
-    from coresift.listing import Listing, ObjectRef, SourceScope
+    from coresift.listing import LISTED, Listing, SourceScope
     from coresift.plan import plan_run
 
     folder = Path(tempfile.mkdtemp(prefix="coresift-upkeep-"))
     datapool = Datapool(str(folder / "pool"))
-    refs: list[ObjectRef] = []
+    listed = LISTED.empty_table()
     timings: list[tuple[float, float, int, float]] = []
     try:
         for run in range(runs + 1):
             count = base if run == 0 else new
             from bench.selection import samples_table
 
-            table = samples_table(count, DIMS, seed=run, start=len(refs))
-            added = [
-                ObjectRef(uri=uri, version="v1", size=1, kind="image")
-                for uri in table.column("uri").to_pylist()
-            ]
-            listing = Listing([*refs, *added], SourceScope("s3://bench"))
+            table = samples_table(count, DIMS, seed=run, start=len(listed))
+            uris = table.column("uri")
+            added = pa.table(
+                [
+                    uris,
+                    pa.repeat("v1", len(uris)),
+                    pa.repeat(1, len(uris)),
+                    pa.repeat("image", len(uris)),
+                ],
+                schema=LISTED,
+            )
+            listed = pa.concat_tables([listed, added])
             start = time.perf_counter()
-            plan = plan_run(listing, datapool.objects(), datapool.version(), "e")
+            plan = plan_run(
+                Listing(listed, SourceScope("s3://bench")),
+                datapool.object_states(),
+                datapool.version(),
+                "e",
+            )
             planned = time.perf_counter() - start
-            objects = pa.table(
-                {
-                    "uri": [r.uri for r in plan.new],
-                    "version": ["v1"] * len(plan.new),
-                    "size": [1] * len(plan.new),
-                    "status": ["ok"] * len(plan.new),
-                }
+            objects = plan.new.select(["uri", "version", "size"]).append_column(
+                "status", pa.repeat("ok", len(plan.new))
             )
             run_id = f"r{run:04d}"
             start = time.perf_counter()
@@ -223,7 +229,6 @@ def bench_upkeep(base: int, runs: int, new: int) -> dict[str, Any]:
             upkept = time.perf_counter() - start if (version + 1) % 50 == 0 else 0.0
             samples = datapool.tables.open("samples")
             files = 0 if samples is None else len(samples.file_uris())  # in the current version
-            refs += added
             if run:
                 timings.append((planned, committed, files, upkept))
     finally:
@@ -266,7 +271,7 @@ def bench_listing(objects: int, prefixes: int) -> dict[str, Any]:
                 start_s = time.perf_counter()
                 listed = list_source("s3://bench", threads=threads)
                 times[name] = time.perf_counter() - start_s
-                assert len(listed.refs) == objects
+                assert len(listed) == objects
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return {

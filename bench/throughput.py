@@ -71,7 +71,7 @@ def process_rate(folder: Path, cores: int, **changes: Any) -> tuple[float, int, 
     device = resolve_device(processing.device, processing.runtime)
     threads, _ = processing.threads_for(cores, device != CPU)
     embedder = load_embedder("efficientnet-lite0", processing.runtime, threads, device)
-    refs = list_source(str(folder)).refs
+    refs = list_source(str(folder)).refs()
     start = time.perf_counter()
     result = process_objects(refs, embedder, processing=processing, cores=cores)
     elapsed = time.perf_counter() - start

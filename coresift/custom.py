@@ -55,9 +55,11 @@ class CustomMetadata:
             encoded.append(None if values is None else json.dumps(values, sort_keys=True))
         return pa.array(encoded, pa.string())
 
-    def unmatched(self, listed: set[str]) -> list[str]:
-        """Paths of the file that match no listed object."""
-        return sorted({uri for uri, _ in self.rows if uri not in listed})
+    def unmatched(self, listed: pa.ChunkedArray) -> list[str]:
+        """Paths of the file that match no listed object (listed: their uris)."""
+        paths = pa.array(sorted({uri for uri, _ in self.rows}), pa.string())
+        unmatched = paths.filter(pc.invert(pc.is_in(paths, value_set=listed.combine_chunks())))
+        return [str(uri) for uri in unmatched.to_pylist()]
 
     def to_table(self) -> pa.Table:
         """The values as a table (for the run's work area): uri, frame_index, values_json."""

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict
 
@@ -105,12 +106,38 @@ class SourceScope:
         return self.object_filter.admits(relative)
 
 
+LISTED = pa.schema(
+    [("uri", pa.string()), ("version", pa.string()), ("size", pa.int64()), ("kind", pa.string())]
+)
+
+
+def table_of(refs: Iterable[ObjectRef]) -> pa.Table:
+    """Object identities as columns (schema LISTED): millions of them stay a few buffers."""
+    columns: dict[str, list[Any]] = {name: [] for name in LISTED.names}
+    for ref in refs:
+        for name, values in columns.items():
+            values.append(getattr(ref, name))
+    return pa.table(columns, schema=LISTED)
+
+
+def refs_of(table: pa.Table) -> list[ObjectRef]:
+    """One ObjectRef per row of a LISTED table: for the objects a run reads, not a whole listing."""
+    return [ObjectRef.model_validate(row) for row in table.select(LISTED.names).to_pylist()]
+
+
 @dataclass(frozen=True)
 class Listing:
-    """A source's admitted objects, in a stable order, and the scope they were listed in."""
+    """A source's admitted objects (schema LISTED), in a stable order, and the scope they
+    were listed in."""
 
-    refs: list[ObjectRef]
+    objects: pa.Table
     scope: SourceScope
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def refs(self) -> list[ObjectRef]:
+        return refs_of(self.objects)
 
 
 def content_type_of(fs: AbstractFileSystem, path: str, info: dict[str, Any]) -> str | None:
@@ -236,8 +263,8 @@ def list_source(
     relevant = read_relevant_filenames(relevant_filenames, options) if relevant_filenames else None
     object_filter = ObjectFilter(tuple(include), tuple(exclude), relevant)
     scheme = url.split("://", 1)[0] if "://" in url else None
-    refs = list(iter_objects(fs, root, object_filter, scheme, threads))
-    return Listing(refs, SourceScope(full_url(fs, root.rstrip("/"), scheme), object_filter))
+    objects = table_of(iter_objects(fs, root, object_filter, scheme, threads))
+    return Listing(objects, SourceScope(full_url(fs, root.rstrip("/"), scheme), object_filter))
 
 
 def probe_source(fs: AbstractFileSystem, root: str, url: str) -> None:

@@ -1,36 +1,38 @@
 """Planning a run: which listed objects are new, changed, unchanged or gone.
 
-An anti-join of the listing with the datapool's committed objects; nothing reads object bodies.
+An anti-join of the listing with the datapool's committed objects, in Arrow: a listing of
+millions of objects is never a Python loop. Nothing reads object bodies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from coresift.datapool import ObjectState
-from coresift.listing import Listing, ObjectRef
+from coresift.listing import LISTED, Listing, ObjectRef, refs_of
 
 
-class Plan(BaseModel):
-    """The objects to process in a run, and what the rest of the listing is.
+@dataclass(frozen=True)
+class Plan:
+    """The objects to process in a run (tables of schema LISTED), and what the rest of the
+    listing is.
 
     Images and videos are new, changed or skipped (unchanged); objects of neither kind are
     counted as unsupported, and recorded (never read) when the datapool does not know them
     at their current version.
     """
 
-    model_config = ConfigDict(frozen=True)
-
     datapool_version: int
     work_epoch: str
-    new: list[ObjectRef]
-    changed: list[ObjectRef]
+    new: pa.Table
+    changed: pa.Table
     skipped: int
     gone: list[str]
     unsupported: int
-    unsupported_new: list[ObjectRef]
+    unsupported_new: pa.Table
 
     @property
     def work_key(self) -> str:
@@ -38,66 +40,72 @@ class Plan(BaseModel):
         return f"v{self.datapool_version}-{self.work_epoch}"
 
     @property
-    def to_process(self) -> list[ObjectRef]:
-        return [*self.new, *self.changed]
+    def to_process(self) -> pa.Table:
+        return pa.concat_tables([self.new, self.changed])
 
     @property
     def changes_nothing(self) -> bool:
         """Nothing to process, nothing gone, nothing to record: the run commits nothing."""
-        return not (self.to_process or self.gone or self.unsupported_new)
+        return not (len(self.new) or len(self.changed) or self.gone or len(self.unsupported_new))
 
     @property
     def bytes_new(self) -> int:
-        return sum(ref.size for ref in self.to_process)
+        return sum(pc.sum(t.column("size")).as_py() or 0 for t in (self.new, self.changed))
 
 
 def plan_run(
     listing: Listing,
-    known: Mapping[str, ObjectState],
+    known: pa.Table,
     datapool_version: int,
     work_epoch: str,
     process_all: bool = False,
 ) -> Plan:
-    """Split a listing against the datapool's known objects.
+    """Split a listing against the datapool's known objects (`Datapool.object_states()`).
 
     With process_all every listed object is planned again: never-seen ones as new, the others
     as changed (their samples are recomputed and replace the old ones). Only objects in the
     listing's scope can be gone: the datapool may hold other sources, or other filters' objects.
     """
-    new: list[ObjectRef] = []
-    changed: list[ObjectRef] = []
-    unsupported_new: list[ObjectRef] = []
-    skipped = unsupported = 0
-    for ref in listing.refs:
-        state = known.get(ref.uri)
-        if ref.kind == "unsupported":
-            unsupported += 1
-            if state is None or (state.status, state.version) != ("unsupported", ref.version):
-                unsupported_new.append(ref)
-        elif state is None or state.status in ("gone", "unsupported"):
-            new.append(ref)
-        elif process_all or state.version != ref.version:
-            changed.append(ref)
-        else:
-            skipped += 1
-    listed = {ref.uri for ref in listing.refs}
-    gone = sorted(
-        uri
-        for uri, state in known.items()
-        if state.status != "gone" and uri not in listed and listing.scope.covers(uri)
+    listed = listing.objects.append_column("order", pa.array(np.arange(len(listing))))
+    states = known.select(["uri", "version", "status"]).rename_columns(
+        ["uri", "known_version", "known_status"]
     )
+    # A left join loses the listing's order, which shards depend on; "order" restores it.
+    joined = listed.join(states, "uri", join_type="left outer").sort_by("order")
+    status, version = joined.column("known_status"), joined.column("known_version")
+    unknown = pc.is_null(status)
+    unsupported = pc.equal(joined.column("kind"), "unsupported")
+    recorded_unsupported = pc.and_(
+        pc.equal(status, "unsupported"), pc.equal(version, joined.column("version"))
+    )
+    new = pc.or_kleene(unknown, pc.is_in(status, value_set=pa.array(["gone", "unsupported"])))
+    changed = pc.or_kleene(pa.scalar(process_all), pc.not_equal(version, joined.column("version")))
+    is_new = pc.and_(pc.invert(unsupported), new.fill_null(True))
+    is_changed = pc.and_(
+        pc.and_(pc.invert(unsupported), pc.invert(is_new)), changed.fill_null(False)
+    )
+    unsupported_new = pc.and_(unsupported, pc.invert(recorded_unsupported.fill_null(False)))
     return Plan(
         datapool_version=datapool_version,
         work_epoch=work_epoch,
-        new=new,
-        changed=changed,
-        skipped=skipped,
-        gone=gone,
-        unsupported=unsupported,
-        unsupported_new=unsupported_new,
+        new=joined.filter(is_new).select(LISTED.names),
+        changed=joined.filter(is_changed).select(LISTED.names),
+        skipped=len(joined) - pc.sum(pc.or_(unsupported, pc.or_(is_new, is_changed))).as_py(),
+        gone=_gone(listing, known),
+        unsupported=pc.sum(unsupported).as_py() or 0,
+        unsupported_new=joined.filter(unsupported_new).select(LISTED.names),
     )
 
 
-def shards(refs: Sequence[ObjectRef], size: int) -> list[list[ObjectRef]]:
+def _gone(listing: Listing, known: pa.Table) -> list[str]:
+    """Known objects, not gone already, that the listing's scope covers but did not list."""
+    unlisted = known.filter(
+        (pc.field("status") != "gone")
+        & ~pc.field("uri").isin(listing.objects.column("uri").combine_chunks())
+    )
+    return sorted(uri for uri in unlisted.column("uri").to_pylist() if listing.scope.covers(uri))
+
+
+def shards(objects: pa.Table, size: int) -> list[list[ObjectRef]]:
     """Consecutive groups of at most size objects (a stable listing gives stable shards)."""
-    return [list(refs[i : i + size]) for i in range(0, len(refs), size)]
+    return [refs_of(objects.slice(i, size)) for i in range(0, len(objects), size)]

@@ -66,7 +66,7 @@ def curate(config: CurateConfig) -> RunSummary:
             run_id,
             tag,
             plan,
-            len(listing.refs),
+            len(listing),
             outputs,
             picks,
             custom,

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import Task, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
@@ -54,6 +55,9 @@ IO_RETRIES: dict[str, Any] = {
     "retry_delay_seconds": [2, 5, 15],
     "retry_condition_fn": _worth_retrying,
 }
+# The steps that are cheap to redo. A run resumes through process_shard's cache alone; the
+# default cache policy would hash these steps' inputs, a copy of a million-object listing.
+STEP: dict[str, Any] = {**IO_RETRIES, "cache_policy": NO_CACHE}
 
 
 class ShardOutput(BaseModel):
@@ -96,7 +100,7 @@ def _datapool(config: CurateConfig) -> Datapool:
     return Datapool(config.datapool.url, storage_options(config.datapool))
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def check_config(config: CurateConfig) -> None:
     """Fail before any work, and before the datapool is touched, if the run cannot succeed."""
     check_run(
@@ -107,7 +111,7 @@ def check_config(config: CurateConfig) -> None:
     )
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def list_objects(config: CurateConfig) -> Listing:
     """List the source's objects and their kinds (no object bodies are read)."""
     source = config.source
@@ -115,16 +119,20 @@ def list_objects(config: CurateConfig) -> Listing:
     listing = list_source(
         source.url, options, source.include, source.exclude, source.relevant_filenames
     )
-    get_run_logger().info("listed %d objects under %s", len(listing.refs), source.url)
+    get_run_logger().info("listed %d objects under %s", len(listing), source.url)
     return listing
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def plan_objects(config: CurateConfig, listing: Listing) -> Plan:
     """Split the listing into new, changed, skipped, gone and unsupported objects."""
     datapool = _datapool(config)
     plan = plan_run(
-        listing, datapool.objects(), datapool.version(), datapool.work.epoch(), config.process_all
+        listing,
+        datapool.object_states(),
+        datapool.version(),
+        datapool.work.epoch(),
+        config.process_all,
     )
     get_run_logger().info(
         "plan: %d new, %d changed, %d unchanged, %d gone, %d unsupported",
@@ -134,12 +142,12 @@ def plan_objects(config: CurateConfig, listing: Listing) -> Plan:
         len(plan.gone),
         plan.unsupported,
     )
-    for ref in plan.unsupported_new:
-        get_run_logger().warning("unsupported (neither image nor video): %s", ref.uri)
+    for uri in plan.unsupported_new.column("uri").to_pylist():
+        get_run_logger().warning("unsupported (neither image nor video): %s", uri)
     return plan
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def read_custom(config: CurateConfig, run_id: str, listing: Listing) -> CustomOutput:
     """Read the user's metadata file once, check it, and keep it for the run's later steps."""
     if config.custom_metadata is None:
@@ -148,7 +156,7 @@ def read_custom(config: CurateConfig, run_id: str, listing: Listing) -> CustomOu
         config, storage_options(config.source), storage_options(config.custom_metadata)
     )
     assert custom is not None
-    unmatched = custom.unmatched({ref.uri for ref in listing.refs})
+    unmatched = custom.unmatched(listing.objects.column("uri"))
     if unmatched:
         get_run_logger().warning(
             "custom metadata: %d of %d paths match no listed object, e.g. %s",
@@ -167,7 +175,7 @@ def _custom(datapool: Datapool, output: CustomOutput) -> CustomMetadata | None:
     )
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def resolve_model(config: CurateConfig) -> str:
     """The model's identity (name plus weights hash), without loading it."""
     return model_identity(config.processing.model)
@@ -260,7 +268,7 @@ def _parts(shards: list[ShardOutput], part: str) -> list[str]:
     return [f"{s.name}-{part}" for s in shards]
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def select_samples(
     config: CurateConfig,
     run_id: str,
@@ -336,7 +344,7 @@ def _counts(reasons: list[str]) -> dict[str, int]:
     return dict(sorted(Counter(reasons).items()))
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def commit_run(
     config: CurateConfig,
     run_id: str,
@@ -489,7 +497,7 @@ def _summary(
     )
 
 
-@task(**IO_RETRIES)
+@task(**STEP)
 def start_curate(deployment: str, config: CurateConfig) -> str:
     """Start a run of the curate deployment without waiting for it; returns its id."""
     from prefect.client.schemas.objects import FlowRun

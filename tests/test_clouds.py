@@ -206,7 +206,7 @@ def test_an_object_deleted_between_listing_and_reading_is_recorded_as_gone(gcs_b
     fs, _ = fsspec.core.url_to_fs(f"gs://{gcs_bucket}")
     for i in range(3):
         fs.pipe_file(f"{gcs_bucket}/in/{i}.jpg", jpeg_bytes(photo(i)))
-    listing = list_source(f"gs://{gcs_bucket}/in").refs
+    listing = list_source(f"gs://{gcs_bucket}/in").refs()
     fs.rm_file(f"{gcs_bucket}/in/1.jpg")  # a real deletion on the server, after the listing
     result = process_objects(listing, load_embedder("efficientnet-lite0"))
     statuses = {

@@ -14,9 +14,10 @@ import pytest
 
 from coresift import schema
 from coresift.datapool import LOCK_NAME, Datapool, commit_run, gone_rows
+from coresift.datapool.pool import STATES
 from coresift.errors import DatapoolBusyError
-from coresift.listing import Listing, ObjectFilter, ObjectRef, SourceScope
-from coresift.plan import plan_run
+from coresift.listing import Listing, ObjectFilter, ObjectRef, SourceScope, table_of
+from coresift.plan import plan_run, shards
 from coresift.testing.servers import wait_until
 
 
@@ -70,22 +71,67 @@ def _commit(pool: Datapool, run_id: str, refs: list[ObjectRef], gone: tuple[str,
         )
 
 
+def test_the_plan_splits_a_listing_by_arrow_joins_in_listing_order() -> None:
+    kinds = {"e": "image", "a": "image", "d": "video", "c": "image", "u": "unsupported"}
+    kinds |= {"v": "unsupported"}
+    versions = {"a": "2", "v": "2"}
+    listed = [
+        ObjectRef(uri=f"s/{n}", version=versions.get(n, "1"), size=i, kind=kind)
+        for i, (n, kind) in enumerate(kinds.items())
+    ]
+    known = pa.Table.from_pylist(
+        [
+            {"uri": uri, "version": "1", "status": status, "run_id": "r"}
+            for uri, status in [
+                ("s/a", "ok"),  # listed at a new version: changed
+                ("s/d", "ok"),  # as listed: skipped
+                ("s/c", "gone"),  # listed again: new
+                ("s/u", "unsupported"),  # as listed: counted, not recorded again
+                ("s/v", "unsupported"),  # a new version: recorded again
+                ("s/g", "ok"),  # not listed: gone
+                ("other/x", "ok"),  # another source's: never gone here
+            ]
+        ],
+        schema=STATES,
+    )
+    plan = plan_run(Listing(table_of(listed), SourceScope("s")), known, 3, "e")
+
+    def uris(table: pa.Table) -> list[str]:
+        return [str(uri) for uri in table.column("uri").to_pylist()]
+
+    assert (uris(plan.new), uris(plan.changed), uris(plan.unsupported_new)) == (
+        ["s/e", "s/c"],
+        ["s/a"],
+        ["s/v"],
+    )
+    assert (plan.skipped, plan.unsupported, plan.gone, plan.bytes_new) == (1, 2, ["s/g"], 4)
+    assert [[r.uri for r in group] for group in shards(plan.to_process, 2)] == [
+        ["s/e", "s/c"],
+        ["s/a"],
+    ]
+    again = plan_run(Listing(table_of(listed), SourceScope("s")), known, 3, "e", process_all=True)
+    assert (uris(again.changed), again.skipped) == (["s/a", "s/d"], 0)
+
+
 def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
     assert pool.version() == -1
     a, b = _ref("a", "1", 3), _ref("b", "1", 4)
     assert _commit(pool, "r1", [a, b]) == 0
     assert {u: s.status for u, s in pool.objects().items()} == {"a": "ok", "b": "ok"}
-    listing = Listing([_ref("src/a", "2", 5), _ref("src/c", "1", 1)], SourceScope("src"))
+    listing = Listing(table_of([_ref("src/a", "2", 5), _ref("src/c", "1", 1)]), SourceScope("src"))
     _commit(pool, "r2", [_ref("src/a", "1", 3), _ref("src/b", "1", 4), _ref("src/d.txt", "1", 1)])
-    plan = plan_run(listing, pool.objects(), pool.version(), "epoch")
-    assert ([r.uri for r in plan.new], [r.uri for r in plan.changed], plan.gone) == (
+    plan = plan_run(listing, pool.object_states(), pool.version(), "epoch")
+    uris = [plan.new.column("uri").to_pylist(), plan.changed.column("uri").to_pylist()]
+    assert (*uris, plan.gone) == (
         ["src/c"],
         ["src/a"],
         ["src/b", "src/d.txt"],
     ), "objects of another source (a, b) are never gone"
-    narrowed = Listing(listing.refs, SourceScope("src", ObjectFilter(include=("*.jpg", "a", "c"))))
-    assert plan_run(narrowed, pool.objects(), pool.version(), "epoch").gone == [], (
+    narrowed = Listing(
+        listing.objects, SourceScope("src", ObjectFilter(include=("*.jpg", "a", "c")))
+    )
+    assert plan_run(narrowed, pool.object_states(), pool.version(), "epoch").gone == [], (
         "objects a narrower filter leaves out are not gone either"
     )
     assert _commit(pool, "r3", [], gone=("b",)) == 2

@@ -33,7 +33,7 @@ def test_local_listing_is_recursive_sorted_filtered_and_kinded(workdir: Path) ->
     _touch(workdir, "b.jpg", "a.PNG", "sub/c.jpeg", "sub/deep/d.webp", "notes.txt", "e.jpg")
     _touch(workdir, "sub/clip.OGV", "sub/cam.m2ts")
     (workdir / "relevant.txt").write_text("sub/*\na.PNG\nb.jpg\n!sub/deep/*\n")
-    kinds = {_relative(workdir, r.uri): r.kind for r in list_source(str(workdir)).refs}
+    kinds = {_relative(workdir, r.uri): r.kind for r in list_source(str(workdir)).refs()}
     assert list(kinds) == [
         "a.PNG",
         "b.jpg",
@@ -48,14 +48,16 @@ def test_local_listing_is_recursive_sorted_filtered_and_kinded(workdir: Path) ->
     assert kinds["notes.txt"] == kinds["relevant.txt"] == "unsupported"
     assert kinds["sub/clip.OGV"] == kinds["sub/cam.m2ts"] == "video"
     assert kinds["sub/c.jpeg"] == "image"
-    filtered = list_source(str(workdir), include=["*.jpg", "sub/*"], exclude=["e.*", "*.m2ts"]).refs
+    filtered = list_source(
+        str(workdir), include=["*.jpg", "sub/*"], exclude=["e.*", "*.m2ts"]
+    ).refs()
     assert [_relative(workdir, r.uri) for r in filtered] == [
         "b.jpg",
         "sub/c.jpeg",
         "sub/clip.OGV",
         "sub/deep/d.webp",
     ]
-    relevant = list_source(str(workdir), relevant_filenames=str(workdir / "relevant.txt")).refs
+    relevant = list_source(str(workdir), relevant_filenames=str(workdir / "relevant.txt")).refs()
     assert [_relative(workdir, r.uri) for r in relevant] == [
         "a.PNG",
         "b.jpg",
@@ -71,11 +73,11 @@ def _relative(root: Path, uri: str) -> str:
 
 def test_local_version_changes_when_the_file_changes(workdir: Path) -> None:
     _touch(workdir, "a.jpg")
-    (before,) = list_source(str(workdir)).refs
+    (before,) = list_source(str(workdir)).refs()
     path = workdir / "a.jpg"
     path.write_bytes(b"y" * 12)
     os.utime(path, ns=(0, before_ns(before.version) + 1_000))
-    (after,) = list_source(str(workdir)).refs
+    (after,) = list_source(str(workdir)).refs()
     assert (after.uri, after.size) == (before.uri, 12)
     assert after.version != before.version
 
@@ -95,7 +97,7 @@ def test_s3_listing_pages_past_1000_keys_with_etags(s3_bucket: str) -> None:
     fs = s3fs.S3FileSystem()
     fs.pipe({f"{s3_bucket}/many/{i:05d}.jpg": b"%d" % i for i in range(1005)})
     fs.pipe({f"{s3_bucket}/many/readme.txt": b"not an image"})
-    listing = list_source(f"s3://{s3_bucket}/many").refs
+    listing = list_source(f"s3://{s3_bucket}/many").refs()
     assert len(listing) == 1006
     assert [r.uri for r in listing if r.kind == "unsupported"] == [
         f"s3://{s3_bucket}/many/readme.txt"
@@ -128,7 +130,7 @@ def test_objects_without_an_extension_are_kinded_by_content_type(
         fs.pipe_file(f"{bucket}/in/log", b"l", **typed("text/plain"))
         fs.pipe_file(f"{bucket}/in/named.mp4", b"n", **typed("application/octet-stream"))
     for url in (f"gs://{gcs_bucket}/in", f"s3://{s3_bucket}/in", f"az://{azure_container}/in"):
-        kinds = {r.uri.rsplit("/", 1)[1]: r.kind for r in list_source(url).refs}
+        kinds = {r.uri.rsplit("/", 1)[1]: r.kind for r in list_source(url).refs()}
         assert kinds == {
             "clip": "video",
             "photo": "image",
@@ -155,6 +157,6 @@ def test_s3_listing_by_prefix_in_parallel_equals_one_walk(s3_bucket: str) -> Non
     for url in (f"s3://{s3_bucket}/top", f"s3://{s3_bucket}", f"s3://{s3_bucket}/top/root.jpg"):
         walked = list_source(url, threads=1)
         parallel = list_source(url)
-        assert parallel.refs == walked.refs, url
-    assert len(list_source(f"s3://{s3_bucket}").refs) == len(keys)
-    assert len(list_source(f"s3://{s3_bucket}/top/root.jpg").refs) == 1
+        assert parallel.refs() == walked.refs(), url
+    assert len(list_source(f"s3://{s3_bucket}").refs()) == len(keys)
+    assert len(list_source(f"s3://{s3_bucket}/top/root.jpg").refs()) == 1

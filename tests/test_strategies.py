@@ -34,7 +34,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
         (folder / f"photo-{index:02d}.jpg").write_bytes(jpeg_bytes(photo(index)))
     for index in range(90 - photo_count()):
         (folder / f"crop-{index:02d}.jpg").write_bytes(jpeg_bytes(distinct_image(index)))
-    result = process_objects(list_source(str(folder)).refs, load_embedder("efficientnet-lite0"))
+    result = process_objects(list_source(str(folder)).refs(), load_embedder("efficientnet-lite0"))
     assert result.samples.column("corrupt_reason").null_count == 90
     classes = [json.dumps({"class": _class_of(uri)}) for uri in result.samples["uri"].to_pylist()]
     return result.samples.drop_columns(["custom"]).append_column("custom", pa.array(classes))

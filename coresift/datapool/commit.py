@@ -19,7 +19,6 @@ import pyarrow as pa
 from coresift import schema
 from coresift.datapool.delta import DeltaTables, Rows
 from coresift.errors import UNSUPPORTED, DatapoolBusyError
-from coresift.listing import ObjectRef
 
 
 def new_run_id() -> str:
@@ -77,17 +76,18 @@ def gone_rows(uris: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema.OBJECTS)
 
 
-def unsupported_rows(refs: list[ObjectRef]) -> pa.Table:
-    """Objects-table rows for listed objects that are neither images nor videos (never read)."""
-    rows = [
-        {
-            "uri": ref.uri,
-            "version": ref.version,
-            "size": ref.size,
-            "status": "unsupported",
-            "reason": UNSUPPORTED.message,
-            "reason_code": UNSUPPORTED.code,
-        }
-        for ref in refs
-    ]
-    return pa.Table.from_pylist(rows, schema=schema.OBJECTS)
+def unsupported_rows(objects: pa.Table) -> pa.Table:
+    """Objects-table rows for listed objects (schema listing.LISTED) that are neither images
+    nor videos (never read)."""
+    rows = len(objects)
+    constants = {
+        "status": "unsupported",
+        "reason": UNSUPPORTED.message,
+        "reason_code": UNSUPPORTED.code,
+    }
+    columns = {name: objects.column(name) for name in ("uri", "version", "size")}
+    columns |= {name: pa.repeat(value, rows) for name, value in constants.items()}
+    return pa.table(
+        {f.name: columns.get(f.name, pa.nulls(rows, f.type)) for f in schema.OBJECTS},
+        schema=schema.OBJECTS,
+    )

@@ -9,12 +9,12 @@ already instead of deleting leftovers by hand.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from coresift import schema
@@ -35,6 +35,11 @@ SCHEMAS = {
 # A new table writes a checkpoint every 10 commits, so that opening it replays at most 10 log
 # entries after one checkpoint file (Delta's default is 100). `maintain` checkpoints the rest.
 _NEW_TABLE = {"delta.checkpointInterval": "10"}
+
+# Row groups of at most this many rows (6 MB of samples), so that a reader decodes that much
+# at a time however large a file grows (delta-rs would put a whole file in one group).
+WRITER = WriterProperties(max_row_group_size=1024)
+_BATCH_ROWS = 1024  # rows of a batch that `batches` yields: a row group
 
 Rows: TypeAlias = pa.Table | Callable[[], Iterable[pa.Table]]
 """One table's rows of a run: a table, or a function that yields them in parts, so that an
@@ -101,6 +106,22 @@ class DeltaTables:
                 rows = rows.append_column(pa.field(column, kind), pa.nulls(len(rows), kind))
         return rows.select(wanted)
 
+    def batches(
+        self, name: str, columns: list[str], where: pc.Expression | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """A table's rows batch by batch, a few at a time in memory, for readers of columns
+        that would not fit at once (every column named must exist in the table)."""
+        table = self.open(name)
+        if table is not None:
+            scan = table.to_pyarrow_dataset().to_batches(
+                columns=columns,
+                filter=where,
+                batch_size=_BATCH_ROWS,
+                batch_readahead=1,
+                fragment_readahead=1,
+            )
+            yield from scan
+
     def has_run(self, name: str, run_id: str) -> bool:
         """Whether the run's append to this table is in (recorded by its app transaction)."""
         table = self.open(name)
@@ -133,6 +154,7 @@ class DeltaTables:
             mode="append",
             configuration=_NEW_TABLE,
             schema_mode="merge",  # columns added by newer versions join the table's schema
+            writer_properties=WRITER,
             storage_options=self._options,
             commit_properties=CommitProperties(
                 app_transactions=[Transaction(app_id=run_transaction(run_id), version=0)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coresift.datapool.delta import SCHEMAS, DeltaTables
+from coresift.datapool.delta import SCHEMAS, WRITER, DeltaTables
 
 RETAIN_HOURS = 168  # Delta's default: a week of versions stays readable (time travel)
 
@@ -38,7 +38,7 @@ def upkeep(tables: DeltaTables, retain_hours: int = RETAIN_HOURS) -> list[Upkeep
         if table is None:
             continue
         before = len(table.file_uris())
-        table.optimize.compact()
+        table.optimize.compact(writer_properties=WRITER)
         table.create_checkpoint()
         deleted = table.vacuum(retain_hours, dry_run=False, enforce_retention_duration=False)
         table.cleanup_metadata()

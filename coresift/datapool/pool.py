@@ -4,13 +4,15 @@ work area wired to one URL (a run commits with `commit.commit_run(datapool.table
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.typing import NDArray
 
 from coresift import schema
 from coresift.datapool.commit import datapool_version, new_run_id
@@ -20,6 +22,8 @@ from coresift.datapool.maintain import RETAIN_HOURS, Upkeep, upkeep
 from coresift.datapool.work import WorkArea
 from coresift.errors import DatapoolError
 from coresift.storage import delta_storage_options, is_local, open_url
+
+STATES = pa.schema([(name, pa.string()) for name in ("uri", "version", "status", "run_id")])
 
 
 @dataclass(frozen=True)
@@ -83,31 +87,36 @@ class Datapool:
         runs = self.runs().select(["run_id", "sequence"])
         return table.join(runs, "run_id", join_type="inner").sort_by("sequence")
 
-    def objects(self) -> dict[str, ObjectState]:
-        """The latest committed state of every object ever recorded (gone ones included)."""
-        table = self.committed("objects", ["uri", "version", "status", "run_id"])
+    def object_states(self) -> pa.Table:
+        """The latest committed state of every object ever recorded, gone ones included
+        (schema STATES, one row per uri); found by Arrow, so millions of objects stay columns."""
+        table = self.committed("objects", STATES.names)
         if table is None:
-            return {}
-        states: dict[str, ObjectState] = {}
-        for uri, version, status, run_id in _rows(table, "uri", "version", "status", "run_id"):
-            states[uri] = ObjectState(version, status, run_id)  # later commits overwrite
-        return states
+            return STATES.empty_table()
+        order = pa.array(np.arange(len(table)))  # committed() orders rows by commit sequence
+        latest = table.append_column("order", order).group_by("uri").aggregate([("order", "max")])
+        return table.take(latest.column("order_max").sort()).select(STATES.names)
+
+    def objects(self) -> dict[str, ObjectState]:
+        """`object_states()` by uri, one Python object each: for a datapool of a few objects."""
+        states = self.object_states()
+        return {uri: ObjectState(*state) for uri, *state in _rows(states, *STATES.names)}
 
     def samples(
         self,
         columns: list[str] | None = None,
         sample_ids: set[str] | None = None,
-        states: Mapping[str, ObjectState] | None = None,
+        states: pa.Table | None = None,
     ) -> pa.Table:
         """Samples of the current version of every object that is not gone.
 
         Args:
             columns: the columns to read (all by default).
             sample_ids: read only these samples (filtered inside the scan).
-            states: `objects()`, where the caller has read it already.
+            states: `object_states()`, where the caller has read it already.
         """
-        states = self.objects() if states is None else states
-        current = [f"{uri}\n{s.run_id}" for uri, s in states.items() if s.status != "gone"]
+        states = self.object_states() if states is None else states
+        current = _object_runs(states.filter(pc.field("status") != "gone"))
         names = columns or schema.SAMPLES.names
         where = (
             None
@@ -115,11 +124,33 @@ class Datapool:
             else pc.field("sample_id").isin(pa.array(sorted(sample_ids), pa.string()))
         )
         table = self.tables.read("samples", sorted({*names, "uri", "run_id", "sample_id"}), where)
-        if table is None or not current:
+        if table is None or len(current) == 0:
             return schema.SAMPLES.empty_table().select(names)
-        row_keys = pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")
-        kept = table.filter(pc.is_in(row_keys, value_set=pa.array(current, pa.string())))
+        kept = table.filter(pc.is_in(_object_runs(table), value_set=current.combine_chunks()))
         return kept.sort_by("sample_id").select(names)
+
+    def compact_embeddings(self, sample_ids: pa.Array) -> NDArray[np.float16]:
+        """The float16 embeddings of current samples, row i for sample_ids[i] (zeros for a
+        sample without one), filled batch by batch: the most held is that matrix and one
+        batch, never all the float32 embeddings (5 GB for a million samples)."""
+        states = self.object_states().filter(pc.field("status") != "gone")
+        current = _object_runs(states).combine_chunks()
+        matrix = np.zeros((len(sample_ids), 0), np.float16)
+        columns = ["sample_id", "uri", "run_id", "embedding"]
+        where = pc.field("sample_id").isin(sample_ids)
+        for batch in self.tables.batches("samples", columns, where):
+            batch = batch.filter(
+                pc.and_(
+                    pc.is_in(_object_runs(batch), value_set=current), batch["embedding"].is_valid()
+                )
+            )
+            if len(batch) == 0:
+                continue
+            values = np.asarray(pc.list_flatten(batch["embedding"])).reshape(len(batch), -1)
+            if matrix.shape[1] == 0:
+                matrix = np.zeros((len(sample_ids), values.shape[1]), np.float16)
+            matrix[pc.index_in(batch["sample_id"], value_set=sample_ids).to_numpy()] = values
+        return matrix
 
     def tags(self) -> pa.Table:
         """Committed tag rows: tag, run_id, sample_id, rank, distance."""
@@ -156,8 +187,7 @@ class Datapool:
         datapools older than it) and for columns beyond schema.PICKS, without embeddings.
         """
         wanted = self.selected_sample_ids()
-        states = self.objects()
-        gone = set(leave_out)
+        states = self.object_states()
         picks = self.committed("picks", [*schema.PICKS.names, "run_id"])
         stored = schema.PICKS.empty_table() if picks is None else picks
         found = schema.unpack_compact(stored.select(schema.PICKS.names))
@@ -165,24 +195,23 @@ class Datapool:
         if missing:
             older = self.samples(schema.PICKS.names, sample_ids=missing, states=states)
             found = pa.concat_tables([found, schema.compact(older)])
-        keep: dict[str, int] = {}  # the first row of each current pick
-        rows = _rows(found, "sample_id", "uri", "version")
-        for row, (sample_id, uri, version) in enumerate(rows):
-            state = states.get(uri)
-            if (
-                sample_id in wanted
-                and sample_id not in keep
-                and uri not in gone
-                and state is not None
-                and state.status != "gone"
-                and state.version == version
-            ):
-                keep[sample_id] = row
-        picked = found.take(pa.array(sorted(keep.values()), pa.int64()))
+        # The first row of each wanted pick whose object is current and not left out, found
+        # on the narrow columns (Arrow joins cannot carry list columns) and taken by row.
+        current = states.filter(
+            (pc.field("status") != "gone") & ~pc.field("uri").isin(pa.array(leave_out, pa.string()))
+        ).select(["uri", "version"])
+        rows = found.select(["sample_id", "uri", "version"]).append_column(
+            "row", pa.array(np.arange(len(found)))
+        )
+        rows = rows.filter(pc.field("sample_id").isin(pa.array(sorted(wanted), pa.string())))
+        first = (
+            rows.join(current, ["uri", "version"]).group_by("sample_id").aggregate([("row", "min")])
+        )
+        picked = found.take(first.column("row_min").sort()).sort_by("sample_id")
         extra = [c for c in columns if c not in schema.PICKS.names]
-        picked = picked.sort_by("sample_id")
         if extra:  # by row lookup: Arrow joins cannot carry list columns
-            more = self.samples(["sample_id", *extra], sample_ids=set(keep), states=states)
+            keep = set(picked.column("sample_id").to_pylist())
+            more = self.samples(["sample_id", *extra], sample_ids=keep, states=states)
             row_of = {sid: row for row, sid in enumerate(more.column("sample_id").to_pylist())}
             ids = picked.column("sample_id").to_pylist()
             rows = pa.array([row_of.get(s) for s in ids], pa.int64())
@@ -221,6 +250,11 @@ class Datapool:
         return ordered.append_column("rank", tags.column("rank")).append_column(
             "distance", tags.column("distance")
         )
+
+
+def _object_runs(table: pa.Table | pa.RecordBatch) -> pa.ChunkedArray | pa.Array:
+    """Each row's object and the run that recorded it, as one key."""
+    return pc.binary_join_element_wise(table.column("uri"), table.column("run_id"), "\n")
 
 
 def _rows(table: pa.Table, *columns: str) -> Iterator[tuple[Any, ...]]:

@@ -18,8 +18,6 @@ from numpy.typing import NDArray
 
 from coresift.datapool import Datapool
 from coresift.errors import DatapoolError
-from coresift.selection import embedding_matrix
-from coresift.selection.greedy import widened
 
 # Metrics offered for colouring the map and drawn as histograms.
 METRICS = ("luminance", "contrast", "sharpness", "detail", "snr", "width", "height")
@@ -31,7 +29,6 @@ _COLUMNS = [
     "corrupt_reason",
     "corrupt_code",
     "model",
-    "embedding",
     *METRICS,
 ]
 
@@ -45,7 +42,7 @@ class Facts:
     summary: dict[str, Any] | None  # the run that made the first focus tag
     run_id: str | None
     samples: pa.Table  # current samples (corrupt ones included), sorted by sample id
-    embeddings: NDArray[np.float32]  # rows of samples; zeros where there is none
+    embeddings: NDArray[np.float16]  # rows of samples (compact); zeros where there is none
     tags: pa.Table  # committed tag rows: tag, sample_id, rank, distance, run_id
     filtered: pa.Table  # the focus run's filtered rows (or every run's without a focus run)
     runs: int
@@ -90,6 +87,7 @@ def gather(datapool: Datapool, focus: list[str] | None = None, run_id: str | Non
         (json.loads(r["summary_json"]) for r in curate_runs if r["run_id"] == focus_run), None
     )
     samples = datapool.samples(_COLUMNS)
+    embeddings = datapool.compact_embeddings(samples["sample_id"].combine_chunks())
     filtered = datapool.filtered()
     if focus_run is not None:
         filtered = filtered.filter(pc.field("run_id") == focus_run)
@@ -98,8 +96,8 @@ def gather(datapool: Datapool, focus: list[str] | None = None, run_id: str | Non
         focus=list(focus),
         summary=summary,
         run_id=focus_run,
-        samples=samples.drop_columns(["embedding"]),
-        embeddings=widened(embedding_matrix(samples)),
+        samples=samples,
+        embeddings=embeddings,
         tags=tags,
         filtered=filtered,
         runs=len(curate_runs),

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from coresift.report.analysis import coverage, nearest_unpicked, project
+from coresift.report.analysis import coverage, embedded_rows, nearest_unpicked, project
 from coresift.report.facts import METRICS, Facts
 from coresift.summary import human_bytes
 from coresift.thumbnails import data_uri
@@ -88,7 +88,7 @@ def render(
         for u, f in zip(samples["uri"].to_pylist(), samples["frame_index"].to_pylist(), strict=True)
     ]
     embedded = np.flatnonzero(samples["model"].is_valid().to_numpy(zero_copy_only=False))
-    embedded = embedded[np.abs(facts.embeddings[embedded]).sum(axis=1) > 0]
+    embedded = embedded_rows(facts.embeddings, embedded)
     row_of = {sid: i for i, sid in enumerate(ids)}
     focus_rows = {
         tag: [row_of[s] for s in facts.picks(tag)["sample_id"].to_pylist() if s in row_of]
@@ -192,7 +192,7 @@ def _map_section(
     thumbs: _Thumbs,
     seed: int,
 ) -> tuple[str, dict[str, Any]]:
-    coords = project(facts.embeddings[embedded], seed)
+    coords = project(facts.embeddings, embedded, seed)
     groups = [
         {"name": "not picked", "color": _NOT_PICKED},
         {"name": "other tags", "color": _OTHER_TAGS},
@@ -355,8 +355,7 @@ def _coverage_section(
     facts: Facts, embedded: NDArray[np.intp], focus_rows: dict[str, list[int]]
 ) -> str:
     picks = sorted({r for rows in focus_rows.values() for r in rows})
-    chosen = set(picks)
-    candidates = [int(r) for r in embedded if int(r) not in chosen]
+    candidates = embedded[~np.isin(embedded, picks)]
     measured = coverage(facts.embeddings, picks, candidates)
     if measured is None:
         return "<section id='coverage'><h2>Coverage</h2><p>Fewer than two picks.</p></section>"
@@ -389,7 +388,7 @@ def _decisions_section(
     thumbs: _Thumbs,
 ) -> str:
     picks = [r for rows in focus_rows.values() for r in rows][:DECISIONS]
-    unpicked = [int(r) for r in embedded if int(r) not in picked_rows]
+    unpicked = embedded[~np.isin(embedded, np.fromiter(picked_rows, np.intp, len(picked_rows)))]
     rows = []
     for pick in picks:
         neighbours = nearest_unpicked(facts.embeddings, pick, unpicked, 5)
