@@ -4,6 +4,7 @@ Run: python -m bench.scale run [--samples 100000 1000000] [--picks 1000]
      python -m bench.scale upkeep [--base 20000] [--runs 200] [--new 20]
      python -m bench.scale listing [--objects 100000] [--prefixes 100]
      python -m bench.scale memory [--objects 1000 8000]
+     python -m bench.scale rerun [--objects 1000000]
 
 `run` writes synthetic shard outputs (rows of schema.SAMPLES with 1280-d float32 embeddings,
 an objects row and a 3 KB thumbnail per sample, 1,000 samples per shard), then selects and
@@ -16,6 +17,11 @@ automatic upkeep every 50 runs, and counts the samples table's files (those of i
 version, the ones a read opens).
 
 `memory` samples the peak RSS of a whole `coresift run` process tree over small JPEGs.
+
+`rerun` times an unchanged rerun (`coresift run`) over a local folder of empty .jpg files
+whose datapool knows every one of them, against a bare listing of that folder plus the
+fixed cost of a flow (an unchanged rerun over one object). Such a rerun reads no object and
+no sample, so the bench writes 8-d embeddings to keep the datapool small.
 
 `listing` fills SeaweedFS with small objects under many prefixes and lists them with one
 paginated walk and with the parallel split, in the same process.
@@ -344,6 +350,104 @@ def bench_memory(counts: list[int]) -> list[dict[str, Any]]:
     return results
 
 
+def bench_rerun(objects: int) -> dict[str, Any]:
+    """An unchanged rerun over `objects` objects, its bare listing, and a one-object rerun."""
+    from coresift.listing import list_source
+
+    folder = Path(tempfile.mkdtemp(prefix="coresift-rerun-"))
+    result: dict[str, Any] = {"objects": objects}
+    try:
+        for count in (1, objects):
+            source, pool = folder / f"source-{count}", folder / f"pool-{count}"
+            for index in range(count):  # 1,000 files per folder
+                path = source / f"{index // 1000:04d}" / f"{index:08d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            listed = float("inf")
+            for _ in range(2):  # the faster of two: the first one imports and warms caches
+                start = time.perf_counter()
+                listing = list_source(str(source))
+                listed = min(listed, time.perf_counter() - start)
+            _seed_datapool(str(pool), listing.objects)
+            start = time.perf_counter()
+            command = [
+                str(Path(sys.executable).parent / "coresift"),
+                "run",
+                "--json",
+                "--n-samples",
+                "10",
+            ]
+            run = subprocess.run(
+                [*command, "--source", str(source), "--datapool", str(pool)],
+                capture_output=True,
+                text=True,
+            )
+            if run.returncode:
+                raise RuntimeError(f"coresift run failed: {run.stderr[-2000:]}")
+            wall = time.perf_counter() - start
+            summary = json.loads(run.stdout.splitlines()[-1])
+            assert summary["objects_skipped"] == count and not summary["committed"], summary
+            result[f"{count}_listing_s"] = round(listed, 2)
+            result[f"{count}_flow_s"] = summary["duration_s"]
+            result[f"{count}_stages_s"] = summary["stage_seconds"]
+            result[f"{count}_command_s"] = round(wall, 2)
+            shutil.rmtree(source)
+        fixed = result["1_flow_s"]
+        result["rerun_vs_listing_plus_fixed"] = round(
+            result[f"{objects}_flow_s"] / (result[f"{objects}_listing_s"] + fixed), 2
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def _seed_datapool(pool: str, listed: pa.Table) -> None:
+    """A datapool that processed every listed object: one sample (8-d) each, 1,000 picks."""
+    from coresift import schema
+    from coresift.datapool import Datapool, commit_run
+
+    rows = len(listed)
+    ids = pa.array([f"{i:012x}" for i in range(rows)])
+    objects = listed.select(["uri", "version", "size"])
+    objects = objects.append_column("status", pa.repeat("ok", rows))
+    objects = objects.append_column("media", pa.repeat("image", rows))
+    embeddings = np.random.default_rng(0).normal(size=(rows, 8)).astype(np.float32)
+    samples = {
+        "sample_id": ids,
+        "uri": listed.column("uri"),
+        "version": listed.column("version"),
+        "model": pa.repeat("bench", rows),
+        "embedding": pa.FixedSizeListArray.from_arrays(embeddings.ravel(), 8),
+    }
+    picks = min(rows, 1000)
+    tags = {
+        "tag": pa.repeat("seed", picks),
+        "sample_id": ids[:picks],
+        "rank": pa.array(range(picks), pa.int64()),
+    }
+    datapool = Datapool(pool)
+    with datapool.lock("seed"):
+        commit_run(
+            datapool.tables,
+            run_id="seed",
+            expected_version=-1,
+            rows={
+                "objects": _conform(objects, schema.OBJECTS),
+                "samples": _conform(pa.table(samples), schema.SAMPLES),
+                "tags": _conform(pa.table(tags), schema.TAGS),
+            },
+            run_row={"tag": "seed", "started_at": "", "summary_json": "{}"},
+        )
+
+
+def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """The table with every column of target (nulls where it has none), cast to it."""
+    for field in target:
+        if field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(len(table), field.type))
+    return table.select(target.names).cast(target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -359,6 +463,8 @@ def main() -> None:
     listing.add_argument("--prefixes", type=int, default=100)
     memory = commands.add_parser("memory")
     memory.add_argument("--objects", type=int, nargs="+", default=[1000, 8000])
+    rerun = commands.add_parser("rerun")
+    rerun.add_argument("--objects", type=int, default=1_000_000)
     step = commands.add_parser("step")  # one step of `run`, in its own process
     step.add_argument("step", choices=("shards", "select", "commit"))
     step.add_argument("pool")
@@ -373,6 +479,8 @@ def main() -> None:
         print(json.dumps(bench_listing(args.objects, args.prefixes)))
     elif args.command == "memory":
         bench_memory(args.objects)
+    elif args.command == "rerun":
+        print(json.dumps(bench_rerun(args.objects)))
     elif args.step == "shards":
         write_shards(args.pool, args.samples)
         print("{}")

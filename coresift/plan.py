@@ -70,30 +70,25 @@ def plan_run(
     states = known.select(["uri", "version", "status"]).rename_columns(
         ["uri", "known_version", "known_status"]
     )
-    # A left join loses the listing's order, which shards depend on; "order" restores it.
+    # A join loses the listing's order, which shards depend on; "order" restores it.
     joined = listed.join(states, "uri", join_type="left outer").sort_by("order")
-    status, version = joined.column("known_status"), joined.column("known_version")
-    unknown = pc.is_null(status)
-    unsupported = pc.equal(joined.column("kind"), "unsupported")
-    recorded_unsupported = pc.and_(
-        pc.equal(status, "unsupported"), pc.equal(version, joined.column("version"))
-    )
-    new = pc.or_kleene(unknown, pc.is_in(status, value_set=pa.array(["gone", "unsupported"])))
-    changed = pc.or_kleene(pa.scalar(process_all), pc.not_equal(version, joined.column("version")))
-    is_new = pc.and_(pc.invert(unsupported), new.fill_null(True))
-    is_changed = pc.and_(
-        pc.and_(pc.invert(unsupported), pc.invert(is_new)), changed.fill_null(False)
-    )
-    unsupported_new = pc.and_(unsupported, pc.invert(recorded_unsupported.fill_null(False)))
+    status = pc.field("known_status")
+    moved = pc.field("known_version") != pc.field("version")
+    media = pc.field("kind") != "unsupported"
+    fresh = status.is_null() | status.isin(["gone", "unsupported"])  # never null
+    new = joined.filter(media & fresh).select(LISTED.names)
+    changed = joined.filter(media & ~fresh & (moved | pc.scalar(process_all)))
+    unsupported = joined.filter(~media)
+    unrecorded = status.is_null() | (status != "unsupported") | moved
     return Plan(
         datapool_version=datapool_version,
         work_epoch=work_epoch,
-        new=joined.filter(is_new).select(LISTED.names),
-        changed=joined.filter(is_changed).select(LISTED.names),
-        skipped=len(joined) - pc.sum(pc.or_(unsupported, pc.or_(is_new, is_changed))).as_py(),
+        new=new,
+        changed=changed.select(LISTED.names),
+        skipped=len(joined) - len(new) - len(changed) - len(unsupported),
         gone=_gone(listing, known),
-        unsupported=pc.sum(unsupported).as_py() or 0,
-        unsupported_new=joined.filter(unsupported_new).select(LISTED.names),
+        unsupported=len(unsupported),
+        unsupported_new=unsupported.filter(unrecorded).select(LISTED.names),
     )
 
 

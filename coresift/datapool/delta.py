@@ -119,6 +119,7 @@ class DeltaTables:
                 batch_size=_BATCH_ROWS,
                 batch_readahead=1,
                 fragment_readahead=1,
+                use_threads=False,  # each thread would keep its own heap of freed batches
             )
             yield from scan
 

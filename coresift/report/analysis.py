@@ -23,7 +23,7 @@ FIT_ROWS = 20_000
 COVERAGE_ROWS = 20_000  # samples whose distance to the nearest pick is measured (a seeded sample)
 PAIRWISE_PICKS = 2_000  # picks whose pairwise distances are measured (a seeded sample)
 RANDOM_DRAWS = 20
-BLOCK = 4096  # rows widened at a time (21 MB of float32 at 1280 dimensions)
+BLOCK = 1024  # rows widened at a time (5 MB of float32 at 1280 dimensions)
 
 
 def project(embeddings: Vectors, rows: NDArray[np.intp], seed: int = 0) -> NDArray[np.float32]:
