@@ -200,12 +200,16 @@ class Datapool:
         current = states.filter(
             (pc.field("status") != "gone") & ~pc.field("uri").isin(pa.array(leave_out, pa.string()))
         ).select(["uri", "version"])
-        rows = found.select(["sample_id", "uri", "version"]).append_column(
+        candidates = found.select(["sample_id", "uri", "version"]).append_column(
             "row", pa.array(np.arange(len(found)))
         )
-        rows = rows.filter(pc.field("sample_id").isin(pa.array(sorted(wanted), pa.string())))
+        candidates = candidates.filter(
+            pc.field("sample_id").isin(pa.array(sorted(wanted), pa.string()))
+        )
         first = (
-            rows.join(current, ["uri", "version"]).group_by("sample_id").aggregate([("row", "min")])
+            candidates.join(current, ["uri", "version"], join_type="inner")
+            .group_by("sample_id")
+            .aggregate([("row", "min")])
         )
         picked = found.take(first.column("row_min").sort()).sort_by("sample_id")
         extra = [c for c in columns if c not in schema.PICKS.names]
