@@ -77,9 +77,7 @@ def write_shards(pool: str, samples: int) -> None:
                 "media": pa.array(["image"] * rows),
             }
         )
-        for field in schema.OBJECTS:
-            if field.name not in objects.column_names:
-                objects = objects.append_column(field, pa.nulls(rows, field.type))
+        objects = schema.conform(objects, schema.OBJECTS)
         thumbnails = pa.table(
             {
                 "sample_id": table.column("sample_id"),
@@ -87,7 +85,7 @@ def write_shards(pool: str, samples: int) -> None:
             }
         )
         name = f"shards/bench-{index:05d}"
-        datapool.work.write(f"{name}-objects", objects.select(schema.OBJECTS.names))
+        datapool.work.write(f"{name}-objects", objects)
         datapool.work.write(f"{name}-thumbnails", thumbnails)
         datapool.work.write(f"{name}-samples", table)
 
@@ -432,20 +430,12 @@ def _seed_datapool(pool: str, listed: pa.Table) -> None:
             run_id="seed",
             expected_version=-1,
             rows={
-                "objects": _conform(objects, schema.OBJECTS),
-                "samples": _conform(pa.table(samples), schema.SAMPLES),
-                "tags": _conform(pa.table(tags), schema.TAGS),
+                "objects": schema.conform(objects, schema.OBJECTS),
+                "samples": schema.conform(pa.table(samples), schema.SAMPLES),
+                "tags": schema.conform(pa.table(tags), schema.TAGS),
             },
             run_row={"tag": "seed", "started_at": "", "summary_json": "{}"},
         )
-
-
-def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
-    """The table with every column of target (nulls where it has none), cast to it."""
-    for field in target:
-        if field.name not in table.column_names:
-            table = table.append_column(field, pa.nulls(len(table), field.type))
-    return table.select(target.names).cast(target)
 
 
 def main() -> None:

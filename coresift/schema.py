@@ -112,6 +112,16 @@ RUNS = pa.schema(
 )
 
 
+def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """The table as target: its columns in target's order and types, nulls where it has none."""
+    rows = len(table)
+    columns = [
+        table.column(f.name) if f.name in table.column_names else pa.nulls(rows, f.type)
+        for f in target
+    ]
+    return pa.table(columns, names=target.names).cast(target)
+
+
 def with_run_id(table: pa.Table, run_id: str) -> pa.Table:
     """The table with a run_id column appended (how rows are tied to their commit)."""
     return table.append_column("run_id", pa.array([run_id] * len(table), pa.string()))

@@ -87,7 +87,4 @@ def unsupported_rows(objects: pa.Table) -> pa.Table:
     }
     columns = {name: objects.column(name) for name in ("uri", "version", "size")}
     columns |= {name: pa.repeat(value, rows) for name, value in constants.items()}
-    return pa.table(
-        {f.name: columns.get(f.name, pa.nulls(rows, f.type)) for f in schema.OBJECTS},
-        schema=schema.OBJECTS,
-    )
+    return schema.conform(pa.table(columns), schema.OBJECTS)

@@ -115,8 +115,7 @@ class Datapool:
             sample_ids: read only these samples (filtered inside the scan).
             states: `object_states()`, where the caller has read it already.
         """
-        states = self.object_states() if states is None else states
-        current = _object_runs(states.filter(pc.field("status") != "gone"))
+        current = _current(self.object_states() if states is None else states)
         names = columns or schema.SAMPLES.names
         where = (
             None
@@ -126,15 +125,14 @@ class Datapool:
         table = self.tables.read("samples", sorted({*names, "uri", "run_id", "sample_id"}), where)
         if table is None or len(current) == 0:
             return schema.SAMPLES.empty_table().select(names)
-        kept = table.filter(pc.is_in(_object_runs(table), value_set=current.combine_chunks()))
+        kept = table.filter(pc.is_in(_object_runs(table), value_set=current))
         return kept.sort_by("sample_id").select(names)
 
     def compact_embeddings(self, sample_ids: pa.Array) -> NDArray[np.float16]:
         """The float16 embeddings of current samples, row i for sample_ids[i] (zeros for a
         sample without one), filled batch by batch: the most held is that matrix and one
         batch, never all the float32 embeddings (5 GB for a million samples)."""
-        states = self.object_states().filter(pc.field("status") != "gone")
-        current = _object_runs(states).combine_chunks()
+        current = _current(self.object_states())
         matrix = np.zeros((len(sample_ids), 0), np.float16)
         columns = ["sample_id", "uri", "run_id", "embedding"]
         where = pc.field("sample_id").isin(sample_ids)
@@ -254,6 +252,11 @@ class Datapool:
         return ordered.append_column("rank", tags.column("rank")).append_column(
             "distance", tags.column("distance")
         )
+
+
+def _current(states: pa.Table) -> pa.Array:
+    """The object-and-run keys (`_object_runs`) of the objects that are not gone."""
+    return _object_runs(states.filter(pc.field("status") != "gone")).combine_chunks()
 
 
 def _object_runs(table: pa.Table | pa.RecordBatch) -> pa.ChunkedArray | pa.Array:
