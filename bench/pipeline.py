@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,16 +28,20 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int]) -> int:
-    """count distinct JPEGs of the given size, cropped from the bundled real photos."""
+    """count distinct JPEGs of the given size, cropped from the bundled real photos, made on
+    every core (a 12 MP one takes 0.3 s); their total bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        return sum(pool.map(_make_image, [(folder, index, size) for index in range(count)]))
+
+
+def _make_image(job: tuple[Path, int, tuple[int, int]]) -> int:
     from coresift.testing.media import distinct_image, jpeg_bytes
 
-    folder.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for index in range(count):
-        data = jpeg_bytes(distinct_image(index, size))
-        (folder / f"img-{index:05d}.jpg").write_bytes(data)
-        total += len(data)
-    return total
+    folder, index, size = job
+    data = jpeg_bytes(distinct_image(index, size))
+    (folder / f"img-{index:05d}.jpg").write_bytes(data)
+    return len(data)
 
 
 def bare_model_rate(embedder: Any, inputs: NDArray[Any], batch_size: int) -> float:

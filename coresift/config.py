@@ -39,6 +39,10 @@ TAG_CHARACTERS = "letters, digits, '.', '_' and '-'"
 RUNNER_PATTERN = r"^(threads|processes|dask|ray|(dask|ray)://[A-Za-z0-9.\-\[\]:]+:\d+)$"
 CPU_BATCH = 16
 GPU_BATCH = 64
+# objects per shard: a worker process of a pool pays Prefect's per-task cost (its run
+# context rebuilt, a new API client: about 0.3 s), so pools take bigger shards
+THREADS_SHARD = 64
+POOL_SHARD = 256
 
 
 def is_remote(runner: str) -> bool:
@@ -220,8 +224,12 @@ class ProcessingConfig(Section):
         description=f"Images per inference batch (default: {CPU_BATCH} on a CPU, "
         f"{GPU_BATCH} on a GPU).",
     )
-    shard_size: int = Field(
-        default=64, ge=1, le=100_000, description="Objects per processing task (unit of caching)."
+    shard_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Objects per processing task, the unit of caching (default: "
+        f"{THREADS_SHARD} on threads, {POOL_SHARD} on pools and clusters).",
     )
     max_image_pixels: int = Field(
         default=178_956_970,
@@ -245,6 +253,10 @@ class ProcessingConfig(Section):
         where set, else its share of the cores (a GPU needs one thread to feed it)."""
         inference, decode = split_cores(cores)
         return self.threads or (1 if gpu else inference), self.decode_workers or decode
+
+    def objects_per_shard(self) -> int:
+        """Objects per processing task: the field where set, else the runner's default."""
+        return self.shard_size or (THREADS_SHARD if self.runner == "threads" else POOL_SHARD)
 
     def batch_for(self, gpu: bool) -> int:
         """Images per inference batch: the field where set, else the device's default."""

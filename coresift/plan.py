@@ -101,6 +101,14 @@ def _gone(listing: Listing, known: pa.Table) -> list[str]:
     return sorted(uri for uri in unlisted.column("uri").to_pylist() if listing.scope.covers(uri))
 
 
-def shards(objects: pa.Table, size: int) -> list[list[ObjectRef]]:
-    """Consecutive groups of at most size objects (a stable listing gives stable shards)."""
-    return [refs_of(objects.slice(i, size)) for i in range(0, len(objects), size)]
+def shards(objects: pa.Table, size: int, workers: int = 1) -> list[list[ObjectRef]]:
+    """Consecutive groups of at most size objects (a stable listing gives stable shards).
+
+    With several workers the groups are even and come in whole rounds of one per worker,
+    so that no worker runs the last group alone while the others wait.
+    """
+    total = len(objects)
+    if workers > 1 and total:
+        rounds = -(-total // (size * workers))
+        size = -(-total // (rounds * workers))
+    return [refs_of(objects.slice(i, size)) for i in range(0, total, size)]

@@ -28,6 +28,7 @@ from tasks.curate import (
     select_samples,
 )
 from tasks.report import write_run_report
+from tasks.runners import parallel_shards
 
 
 @contextmanager
@@ -54,7 +55,10 @@ def curate(config: CurateConfig) -> RunSummary:
             plan = plan_objects(config, listing)
             custom = read_custom(config, run_id, listing)
         with _stage(seconds, "process"):
-            groups = shards(plan.to_process, config.processing.shard_size)
+            processing = config.processing
+            groups = shards(
+                plan.to_process, processing.objects_per_shard(), parallel_shards(processing)
+            )
             model = resolve_model(config)
             outputs = process_shards(config, groups, model, plan.work_key)
         with _stage(seconds, "select"):

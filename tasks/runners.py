@@ -36,6 +36,14 @@ def pool_size(processing: ProcessingConfig) -> int:
     return gpus or os.cpu_count() or 1
 
 
+def parallel_shards(processing: ProcessingConfig) -> int:
+    """How many shards run at once: a local pool's workers (a remote cluster's are not
+    known here, and threads run one shard at a time)."""
+    if processing.runner == "threads" or is_remote(processing.runner):
+        return 1
+    return pool_size(processing)
+
+
 def worker_cores(processing: ProcessingConfig) -> int:
     """The cores each worker may use: the machine's for threads (one shard at a time), an
     even share in a local pool, one per task slot on a remote cluster."""
@@ -80,7 +88,9 @@ def _task_runner(processing: ProcessingConfig) -> TaskRunner[Any]:
     size = pool_size(processing)
     if runner == "processes":
         counter = multiprocessing.get_context("spawn").Value("i", 0)
-        return ProcessPoolTaskRunner(max_workers=size, initializer=_take_slot, initargs=(counter,))
+        return ProcessPoolTaskRunner(
+            max_workers=size, initializer=_start_worker, initargs=(counter, _own_result_storage())
+        )
     if runner.startswith("dask"):
         from prefect_dask.task_runners import DaskTaskRunner
 
@@ -107,11 +117,37 @@ def _task_runner(processing: ProcessingConfig) -> TaskRunner[Any]:
     return ray
 
 
-def _take_slot(counter: Any) -> None:
-    """A process pool's initializer: number the workers 0, 1, ... in start order."""
+def _start_worker(counter: Any, skip_integrations: bool) -> None:
+    """A process pool's initializer: number the workers 0, 1, ... in start order, and spare
+    each worker Prefect's scan of installed integrations where it finds nothing it needs."""
     with counter.get_lock():
         os.environ[_SLOT] = str(counter.value)
         counter.value += 1
+    if skip_integrations:
+        _skip_integration_scan()
+
+
+def _own_result_storage() -> bool:
+    """Whether the running flow keeps task results in a storage block of Prefect's own."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    storage = context.result_store.result_storage if context else None
+    return storage is not None and type(storage).__module__.startswith("prefect.")
+
+
+def _skip_integration_scan() -> None:
+    """The first time a worker rebuilds the flow's result storage block from its type slug,
+    Prefect imports every installed integration (prefect-aws, -gcp, -azure, -dask, -ray,
+    -docker) to find the type: about 2.5 s of a 2-core machine per worker and run. With a
+    storage type of Prefect's own there is nothing to find; marking the scan as done skips
+    it. (Prefect has no setting for this; if its internals move, the scan simply runs.)"""
+    try:
+        from prefect._internal.plugins import collections
+    except ImportError:
+        return
+    if getattr(collections, "_collections", ()) is None:
+        collections._collections = {}
 
 
 def worker_slot() -> int:

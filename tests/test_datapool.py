@@ -113,6 +113,24 @@ def test_the_plan_splits_a_listing_by_arrow_joins_in_listing_order() -> None:
     assert (uris(again.changed), again.skipped) == (["s/a", "s/d"], 0)
 
 
+@pytest.mark.parametrize(
+    ("total", "workers", "sizes"),
+    [
+        (100, 1, [64, 36]),  # one worker: groups of the shard size, as before
+        (960, 2, [60] * 16),  # 15 groups of 64 would leave the last one to one worker
+        (129, 2, [33, 33, 33, 30]),
+        (3, 4, [1, 1, 1]),
+    ],
+)
+def test_shards_come_in_even_rounds_of_one_per_worker(
+    total: int, workers: int, sizes: list[int]
+) -> None:
+    listed = table_of(_ref(f"s/{i:04d}", "1", 1) for i in range(total))
+    groups = shards(listed, 64, workers)
+    assert [len(group) for group in groups] == sizes
+    assert [r.uri for group in groups for r in group] == listed.column("uri").to_pylist()
+
+
 def test_commits_are_versions_and_the_plan_follows_them(workdir: Path) -> None:
     pool = Datapool(str(workdir / "pool"))
     assert pool.version() == -1
