@@ -38,7 +38,7 @@ RUNNERS: dict[str, dict[str, Any]] = {
     "threads": {"runner": "threads"},
     "processes, 1 worker": {"runner": "processes", "workers": 1},
     "processes, 2 workers": {"runner": "processes", "workers": 2},
-    "processes, 2 workers, shards of 64": {"runner": "processes", "workers": 2, "shard_size": 64},
+    "processes, 2 workers, shard_size 64": {"runner": "processes", "workers": 2, "shard_size": 64},
     "dask, 2 workers": {"runner": "dask", "workers": 2},
     "ray, 2 workers": {"runner": "ray", "workers": 2},
     "processes, 2 workers, 2 decoders each": {
@@ -76,7 +76,7 @@ def split_rate(folder: Path, processes: int) -> float:
     """Images per second of the library alone, the cores split among `processes` spawned
     processes that each take every n-th image, in shards of 64, after a warm-up."""
     context = multiprocessing.get_context("spawn")
-    ready, results = context.Barrier(processes), context.Queue()
+    ready, results = context.Barrier(processes, timeout=600), context.Queue()
     cores = max(1, (os.cpu_count() or 1) // processes)
     workers = [
         context.Process(target=_split_part, args=(folder, part, processes, cores, ready, results))
@@ -84,7 +84,7 @@ def split_rate(folder: Path, processes: int) -> float:
     ]
     for worker in workers:
         worker.start()
-    parts: list[tuple[int, float]] = [results.get() for _ in workers]
+    parts: list[tuple[int, float]] = [results.get(timeout=3600) for _ in workers]
     for worker in workers:
         worker.join()
     return sum(count for count, _ in parts) / max(seconds for _, seconds in parts)
@@ -134,7 +134,7 @@ def main() -> None:
         best: dict[str, tuple[float, int]] = {}
         split: dict[int, float] = {}
         for round_ in range(args.rounds):
-            for processes in (1, cores) if args.split else ():
+            for processes in sorted({1, cores}) if args.split else ():
                 rate = split_rate(folder, processes)
                 print(f"round {round_}: library, {processes} process(es): {rate:.1f} img/s")
                 split[processes] = max(rate, split.get(processes, 0.0))

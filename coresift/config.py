@@ -40,7 +40,8 @@ RUNNER_PATTERN = r"^(threads|processes|dask|ray|(dask|ray)://[A-Za-z0-9.\-\[\]:]
 CPU_BATCH = 16
 GPU_BATCH = 64
 # objects per shard: a worker process of a pool pays Prefect's per-task cost (its run
-# context rebuilt, a new API client: about 0.3 s), so pools take bigger shards
+# context rebuilt, a new API client: about 0.3 s), so local pools take bigger shards (a
+# remote cluster's parallelism is not known, so it keeps small ones)
 THREADS_SHARD = 64
 POOL_SHARD = 256
 
@@ -229,7 +230,8 @@ class ProcessingConfig(Section):
         ge=1,
         le=100_000,
         description="Objects per processing task, the unit of caching (default: "
-        f"{THREADS_SHARD} on threads, {POOL_SHARD} on pools and clusters).",
+        f"{THREADS_SHARD} on threads and remote clusters, {POOL_SHARD} on local pools and "
+        "clusters, which split it evenly among their workers).",
     )
     max_image_pixels: int = Field(
         default=178_956_970,
@@ -256,7 +258,8 @@ class ProcessingConfig(Section):
 
     def objects_per_shard(self) -> int:
         """Objects per processing task: the field where set, else the runner's default."""
-        return self.shard_size or (THREADS_SHARD if self.runner == "threads" else POOL_SHARD)
+        one_at_a_time = self.runner == "threads" or is_remote(self.runner)  # or parallelism unknown
+        return self.shard_size or (THREADS_SHARD if one_at_a_time else POOL_SHARD)
 
     def batch_for(self, gpu: bool) -> int:
         """Images per inference batch: the field where set, else the device's default."""
@@ -264,7 +267,8 @@ class ProcessingConfig(Section):
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change what processing produces (part of shard cache keys);
-        runners, devices, threads and batch sizes change only how fast."""
+        runners, devices, threads and batch sizes change only how fast (though a runner's
+        shard size and workers decide which objects share a shard)."""
         return self.model_dump(include={"max_image_pixels", "frames", "video_limits", "thumbnails"})
 
 

@@ -7,6 +7,7 @@ millions of objects is never a Python loop. Nothing reads object bodies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -102,13 +103,15 @@ def _gone(listing: Listing, known: pa.Table) -> list[str]:
 
 
 def shards(objects: pa.Table, size: int, workers: int = 1) -> list[list[ObjectRef]]:
-    """Consecutive groups of at most size objects (a stable listing gives stable shards).
+    """Consecutive groups of at most size objects; the same listing, size and workers give
+    the same shards (and so a resumed run the same cache keys).
 
-    With several workers the groups are even and come in whole rounds of one per worker,
-    so that no worker runs the last group alone while the others wait.
+    With several workers the groups are as even as can be and come in whole rounds of one
+    per worker, so that no worker runs the last group alone while the others wait.
     """
     total = len(objects)
-    if workers > 1 and total:
-        rounds = -(-total // (size * workers))
-        size = -(-total // (rounds * workers))
-    return [refs_of(objects.slice(i, size)) for i in range(0, total, size)]
+    if workers == 1:
+        return [refs_of(objects.slice(i, size)) for i in range(0, total, size)]
+    count = min(total, -(-total // (size * workers)) * workers)
+    starts = [i * total // count for i in range(count + 1)] if count else []
+    return [refs_of(objects.slice(a, b - a)) for a, b in pairwise(starts)]

@@ -47,12 +47,9 @@ def parallel_shards(processing: ProcessingConfig) -> int:
 def worker_cores(processing: ProcessingConfig) -> int:
     """The cores each worker may use: the machine's for threads (one shard at a time), an
     even share in a local pool, one per task slot on a remote cluster."""
-    cores = os.cpu_count() or 1
-    if processing.runner == "threads":
-        return cores
     if is_remote(processing.runner):
         return 1
-    return max(1, cores // pool_size(processing))
+    return max(1, (os.cpu_count() or 1) // parallel_shards(processing))
 
 
 @contextmanager

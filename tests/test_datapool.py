@@ -114,19 +114,20 @@ def test_the_plan_splits_a_listing_by_arrow_joins_in_listing_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("total", "workers", "sizes"),
+    ("total", "size", "workers", "sizes"),
     [
-        (100, 1, [64, 36]),  # one worker: groups of the shard size, as before
-        (960, 2, [60] * 16),  # 15 groups of 64 would leave the last one to one worker
-        (129, 2, [33, 33, 33, 30]),
-        (3, 4, [1, 1, 1]),
+        (100, 64, 1, [64, 36]),  # one worker: groups of the shard size, as before
+        (960, 64, 2, [60] * 16),  # 15 groups of 64 would leave the last one to one worker
+        (129, 64, 2, [32, 32, 32, 33]),
+        (49, 4, 2, [3, 4] * 7),  # 12 of 4 and 1 of 1 would leave that one alone
+        (3, 64, 4, [1, 1, 1]),
     ],
 )
 def test_shards_come_in_even_rounds_of_one_per_worker(
-    total: int, workers: int, sizes: list[int]
+    total: int, size: int, workers: int, sizes: list[int]
 ) -> None:
     listed = table_of(_ref(f"s/{i:04d}", "1", 1) for i in range(total))
-    groups = shards(listed, 64, workers)
+    groups = shards(listed, size, workers)
     assert [len(group) for group in groups] == sizes
     assert [r.uri for group in groups for r in group] == listed.column("uri").to_pylist()
 

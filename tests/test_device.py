@@ -70,10 +70,11 @@ def test_a_worker_splits_its_cores_and_a_gpu_needs_one_feeding_thread() -> None:
     assert (fixed.threads_for(8, gpu=True), fixed.batch_for(gpu=True)) == ((3, 5), 7)
 
 
-def test_pools_take_bigger_shards_than_threads_unless_the_field_says() -> None:
+def test_local_pools_take_bigger_shards_unless_the_field_says() -> None:
     assert ProcessingConfig().objects_per_shard() == 64
     assert ProcessingConfig(runner="processes").objects_per_shard() == 256
-    assert ProcessingConfig(runner="dask://h:8786", shard_size=10).objects_per_shard() == 10
+    assert ProcessingConfig(runner="dask://h:8786").objects_per_shard() == 64
+    assert ProcessingConfig(runner="dask", shard_size=10).objects_per_shard() == 10
 
 
 @pytest.mark.parametrize(
