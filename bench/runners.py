@@ -104,8 +104,9 @@ def _split_part(folder: Path, part: int, parts: int, cores: int, ready: Any, res
     process_objects(refs[:8], embedder, processing=processing, cores=cores)  # warm-up
     ready.wait()
     start = time.perf_counter()
-    for begin in range(0, len(refs), 64):
-        process_objects(refs[begin : begin + 64], embedder, processing=processing, cores=cores)
+    size = processing.objects_per_shard()
+    for begin in range(0, len(refs), size):
+        process_objects(refs[begin : begin + size], embedder, processing=processing, cores=cores)
     results.put((len(refs), time.perf_counter() - start))
 
 

@@ -256,10 +256,15 @@ class ProcessingConfig(Section):
         inference, decode = split_cores(cores)
         return self.threads or (1 if gpu else inference), self.decode_workers or decode
 
+    @property
+    def local_pool(self) -> bool:
+        """Whether shards run in parallel on a pool or cluster this run starts (and so knows
+        the size of): not on threads, not on a running cluster."""
+        return self.runner != "threads" and not is_remote(self.runner)
+
     def objects_per_shard(self) -> int:
         """Objects per processing task: the field where set, else the runner's default."""
-        one_at_a_time = self.runner == "threads" or is_remote(self.runner)  # or parallelism unknown
-        return self.shard_size or (THREADS_SHARD if one_at_a_time else POOL_SHARD)
+        return self.shard_size or (POOL_SHARD if self.local_pool else THREADS_SHARD)
 
     def batch_for(self, gpu: bool) -> int:
         """Images per inference batch: the field where set, else the device's default."""

@@ -39,9 +39,7 @@ def pool_size(processing: ProcessingConfig) -> int:
 def parallel_shards(processing: ProcessingConfig) -> int:
     """How many shards run at once: a local pool's workers (a remote cluster's are not
     known here, and threads run one shard at a time)."""
-    if processing.runner == "threads" or is_remote(processing.runner):
-        return 1
-    return pool_size(processing)
+    return pool_size(processing) if processing.local_pool else 1
 
 
 def worker_cores(processing: ProcessingConfig) -> int:
